@@ -1,0 +1,1 @@
+"""Built-in capabilities, each module with a `register(registry, config)` function."""

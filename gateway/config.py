@@ -1,0 +1,192 @@
+"""Configuration: one TOML file plus `GATEWAY_*` environment overrides, validated once at start.
+
+Environment overrides name a key path with double underscores, e.g. `GATEWAY_SERVER__HTTP_PORT=9000`
+or `GATEWAY_REDIS_URL=redis://127.0.0.1:6379/0`. Values are parsed as JSON when they parse, else kept
+as strings, and then validated by the same models as the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "GATEWAY_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    http_port: int = Field(8765, ge=0, le=65535)
+    workspace: Path = Path(".")
+    state_dir: Path | None = Field(None, description="Where durable state lives; default <workspace>/.gateway")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Request bodies above this get 413")
+    shutdown_grace_seconds: float = Field(5.0, ge=0)
+    default_deadline_seconds: float = Field(60.0, gt=0)
+
+
+class ApiKey(_Strict):
+    name: str = Field(min_length=1)
+    hash: str = Field(description="sha256:<hex> of the key; make one with `gateway auth hash-key`")
+    roles: list[str] = Field(default_factory=lambda: ["member"])
+
+    @field_validator("hash")
+    @classmethod
+    def _check_hash(cls, value: str) -> str:
+        algo, _, digest = value.partition(":")
+        if algo != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError("must be 'sha256:' followed by 64 lowercase hex digits")
+        return value
+
+
+class JwtConfig(_Strict):
+    algorithms: list[Literal["HS256", "RS256"]] = Field(default_factory=lambda: ["HS256"], min_length=1)
+    secret_env: str | None = Field(None, description="Environment variable holding the HS256 secret")
+    public_key_file: Path | None = Field(None, description="PEM file with the RS256 public key")
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    leeway_seconds: float = Field(0, ge=0)
+    roles_claim: str = "roles"
+
+    @model_validator(mode="after")
+    def _keys_present(self) -> JwtConfig:
+        if "HS256" in self.algorithms and not self.secret_env:
+            raise ValueError("HS256 needs secret_env (the name of the variable holding the secret)")
+        if "RS256" in self.algorithms and not self.public_key_file:
+            raise ValueError("RS256 needs public_key_file")
+        return self
+
+
+class AuthConfig(_Strict):
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    jwt: JwtConfig | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_keys) or self.jwt is not None
+
+
+class RateLimitConfig(_Strict):
+    enabled: bool = False
+    rate_per_second: float = Field(50.0, gt=0)
+    burst: int = Field(100, ge=1)
+
+
+class LimitsConfig(_Strict):
+    read_file_max_bytes: int = Field(1_048_576, ge=1)
+    search_max_file_bytes: int = Field(2_097_152, ge=1)
+    max_page_size: int = Field(1000, ge=1)
+    finished_executions_kept: int = Field(1000, ge=1)
+    bus_queue_size: int = Field(1000, ge=1)
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = True
+
+
+class GatewayConfig(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    redis_url: str | None = None
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class ConfigError(Exception):
+    """The configuration is unreadable or invalid; `problems` lists one human line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX:
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__")]
+        if any(not part for part in path):
+            continue
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = _parse_env_value(raw)
+    return result
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_validation(error: ValidationError, source: str) -> list[str]:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"{source}: {where}: {item['msg']}")
+    return lines
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> GatewayConfig:
+    """Read the TOML file (if any), apply environment then explicit overrides, and validate once."""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "defaults"
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError([f"{path}: file not found"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    env = _env_overrides(os.environ if environ is None else environ)
+    if env:
+        data = _merge(data, env)
+        source += " + GATEWAY_* environment"
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from exc

@@ -1,0 +1,393 @@
+"""Executions: every request on every door becomes one execution of one capability.
+
+An execution has an id, the caller's identity and door, a deadline, cancellation and progress; its
+lifecycle (started, progress, finished, failed, cancelled, with duration) is published on the event
+bus, and one middleware chain (auth, rate limit, metrics, log line) wraps every one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .errors import Cancelled, GatewayError, Internal, InvalidParams, NotFound, Timeout
+from .events import Event, EventBus
+from .identity import LOCAL_OWNER, Identity
+from .registry import Capability, Door, Registry
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+log = logging.getLogger("gateway.execution")
+
+EXECUTION_TOPIC = "executions"
+
+
+class ExecutionStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ProgressReport(BaseModel):
+    """One progress step: a message, an optional percentage, optional structured data."""
+
+    message: str | None = None
+    percentage: float | None = Field(None, ge=0, le=100)
+    data: dict[str, Any] | None = None
+
+
+class ErrorInfo(BaseModel):
+    """A wire-safe description of a failure."""
+
+    code: str
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_error(cls, error: GatewayError) -> ErrorInfo:
+        return cls(code=error.code, message=error.message, data=error.data)
+
+
+class ExecutionRecord(BaseModel):
+    """What `GET /v1/executions/{id}` shows: the state of one execution."""
+
+    id: str
+    capability: str
+    door: str
+    subject: str
+    status: ExecutionStatus
+    started_at: float
+    finished_at: float | None = None
+    duration_ms: float | None = None
+    progress: ProgressReport | None = None
+    error: ErrorInfo | None = None
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class CallContext:
+    """What a door knows about a request: who, which door, and how long it may take."""
+
+    identity: Identity = LOCAL_OWNER
+    door: Door = Door.INTERNAL
+    timeout: float | None = None
+    on_progress: Callable[[ProgressReport], None] | None = None
+    request_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class ExecutionContext:
+    """What a capability handler sees: the call, the core, the workspace, cancellation and progress."""
+
+    def __init__(self, execution: Execution, core: Core) -> None:
+        self._execution = execution
+        self.core = core
+
+    @property
+    def id(self) -> str:
+        return self._execution.id
+
+    @property
+    def call(self) -> CallContext:
+        return self._execution.call
+
+    @property
+    def identity(self) -> Identity:
+        return self._execution.call.identity
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.core.workspace
+
+    @property
+    def deadline(self) -> float:
+        return self._execution.deadline
+
+    @property
+    def cancelled(self) -> bool:
+        return self._execution.cancel_requested
+
+    def check_cancelled(self) -> None:
+        """Raise `Cancelled` when a cancel was asked for; for handlers that run loops in threads."""
+        if self._execution.cancel_requested:
+            raise Cancelled("execution cancelled")
+
+    def progress(
+        self, message: str | None = None, percentage: float | None = None, **data: Any
+    ) -> None:
+        self._execution.report(ProgressReport(message=message, percentage=percentage, data=data or None))
+
+
+class Execution:
+    """One running (or finished) call of a capability."""
+
+    def __init__(self, core: Core, cap: Capability[Any, Any], params: BaseModel, call: CallContext) -> None:
+        self.core = core
+        self.id = uuid.uuid4().hex
+        self.capability = cap
+        self.params = params
+        self.call = call
+        self.started_mono = time.monotonic()
+        timeout = call.timeout if call.timeout is not None else core.default_timeout
+        self.deadline = self.started_mono + timeout
+        self.record = ExecutionRecord(
+            id=self.id,
+            capability=cap.name,
+            door=call.door.value,
+            subject=call.identity.subject,
+            status=ExecutionStatus.RUNNING,
+            started_at=time.time(),
+        )
+        self.cancel_requested = False
+        self.task: asyncio.Task[BaseModel] | None = None
+        self._progress_listeners: list[Callable[[ProgressReport], None]] = []
+        if call.on_progress is not None:
+            self._progress_listeners.append(call.on_progress)
+
+    @property
+    def done(self) -> bool:
+        return self.record.status is not ExecutionStatus.RUNNING
+
+    def add_progress_listener(self, listener: Callable[[ProgressReport], None]) -> None:
+        self._progress_listeners.append(listener)
+
+    def report(self, report: ProgressReport) -> None:
+        if self.done:
+            return
+        self.record.progress = report
+        for listener in list(self._progress_listeners):
+            try:
+                listener(report)
+            except Exception:
+                log.exception("progress listener failed for execution %s", self.id)
+        self.core.emit(self, "progress", report.model_dump(exclude_none=True))
+
+    def cancel(self) -> bool:
+        """Ask the execution to stop; returns False when it had already ended."""
+        if self.done or self.task is None:
+            return False
+        self.cancel_requested = True
+        self.task.cancel()
+        return True
+
+    async def wait(self) -> BaseModel:
+        assert self.task is not None
+        return await asyncio.shield(self.task)
+
+
+Next = Callable[[], Awaitable[BaseModel]]
+Middleware = Callable[[Execution, Next], Awaitable[BaseModel]]
+
+
+class Core:
+    """The execution core: registry, workspace, bus and the middleware chain."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        workspace: Workspace,
+        bus: EventBus,
+        *,
+        default_timeout: float = 60.0,
+        keep_finished: int = 1000,
+    ) -> None:
+        self.registry = registry
+        self.workspace = workspace
+        self.bus = bus
+        self.default_timeout = default_timeout
+        self.keep_finished = keep_finished
+        self.middleware: list[Middleware] = []
+        self._running: dict[str, Execution] = {}
+        self._finished: OrderedDict[str, Execution] = OrderedDict()
+        self._publish_tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+
+    # -- lookup -------------------------------------------------------------------------------
+    def capability_for(self, name: str, door: Door) -> Capability[Any, Any]:
+        cap = self.registry.get(name)
+        if not cap.exposed_on(door):
+            raise NotFound(f"capability {name!r} is not available on the {door.value} door")
+        return cap
+
+    def get_execution(self, execution_id: str) -> Execution:
+        found = self._running.get(execution_id) or self._finished.get(execution_id)
+        if found is None:
+            raise NotFound(f"no execution {execution_id!r}", data={"execution_id": execution_id})
+        return found
+
+    @property
+    def running(self) -> list[Execution]:
+        return list(self._running.values())
+
+    # -- running --------------------------------------------------------------------------------
+    def validate(self, cap: Capability[Any, Any], params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+        if isinstance(params, cap.params_model):
+            return params
+        raw = params.model_dump() if isinstance(params, BaseModel) else (params or {})
+        if not isinstance(raw, Mapping):
+            raise InvalidParams("params must be an object")
+        try:
+            return cap.params_model.model_validate(raw)
+        except ValidationError as exc:
+            errors = [
+                {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ]
+            raise InvalidParams(f"invalid params for {cap.name}", data={"errors": errors}) from None
+
+    def start(
+        self, call: CallContext, name: str, params: Mapping[str, Any] | BaseModel | None = None
+    ) -> Execution:
+        """Validate and start an execution in its own task; the caller may await `execution.wait()`."""
+        if not self.accepting:
+            raise Cancelled("the gateway is shutting down")
+        cap = self.capability_for(name, call.door)
+        model = self.validate(cap, params)
+        execution = Execution(self, cap, model, call)
+        self._running[execution.id] = execution
+        execution.task = asyncio.create_task(self._run(execution), name=f"exec:{cap.name}:{execution.id}")
+        execution.task.add_done_callback(_consume_outcome)
+        return execution
+
+    async def execute(
+        self, call: CallContext, name: str, params: Mapping[str, Any] | BaseModel | None = None
+    ) -> BaseModel:
+        """Run one capability to its end; cancelling the caller cancels the execution."""
+        execution = self.start(call, name, params)
+        try:
+            return await execution.wait()
+        except asyncio.CancelledError:
+            execution.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(execution.task), 5)  # type: ignore[arg-type]
+            raise
+
+    async def _run(self, execution: Execution) -> BaseModel:
+        self.emit(execution, "started", {})
+        ctx = ExecutionContext(execution, self)
+        cap = execution.capability
+
+        async def call_handler() -> BaseModel:
+            result = await cap.handler(ctx, execution.params)
+            if not isinstance(result, cap.result_model):
+                raise Internal(f"capability {cap.name} returned {type(result).__name__}")
+            return result
+
+        chain: Next = call_handler
+        for mw in reversed(self.middleware):
+            chain = _bind(mw, execution, chain)
+        try:
+            remaining = max(0.0, execution.deadline - time.monotonic())
+            try:
+                async with asyncio.timeout(remaining):
+                    result = await chain()
+            except TimeoutError:
+                if execution.cancel_requested:
+                    raise
+                raise Timeout(
+                    f"{cap.name} did not finish within its deadline",
+                    data={"timeout_seconds": round(execution.deadline - execution.started_mono, 3)},
+                ) from None
+        except asyncio.CancelledError:
+            self._finish(execution, ExecutionStatus.CANCELLED, error=Cancelled("execution cancelled"))
+            raise Cancelled("execution cancelled") from None
+        except Cancelled as exc:
+            self._finish(execution, ExecutionStatus.CANCELLED, error=exc)
+            raise
+        except GatewayError as exc:
+            self._finish(execution, ExecutionStatus.FAILED, error=exc)
+            raise
+        except Exception as exc:
+            log.exception("capability %s failed in execution %s", cap.name, execution.id)
+            error = Internal("internal error; see the gateway log", data={"execution_id": execution.id})
+            self._finish(execution, ExecutionStatus.FAILED, error=error)
+            raise error from exc
+        self._finish(execution, ExecutionStatus.FINISHED, result=result)
+        return result
+
+    def _finish(
+        self,
+        execution: Execution,
+        status: ExecutionStatus,
+        *,
+        result: BaseModel | None = None,
+        error: GatewayError | None = None,
+    ) -> None:
+        record = execution.record
+        record.status = status
+        record.finished_at = time.time()
+        record.duration_ms = round((time.monotonic() - execution.started_mono) * 1000, 3)
+        if error is not None:
+            record.error = ErrorInfo.from_error(error)
+        if result is not None:
+            record.result = result.model_dump(mode="json")
+        self._running.pop(execution.id, None)
+        self._finished[execution.id] = execution
+        while len(self._finished) > self.keep_finished:
+            self._finished.popitem(last=False)
+        data: dict[str, Any] = {"duration_ms": record.duration_ms}
+        if record.error is not None:
+            data["error"] = record.error.model_dump()
+        self.emit(execution, status.value, data)
+
+    def emit(self, execution: Execution, kind: str, data: dict[str, Any]) -> None:
+        """Publish a lifecycle event for `execution` on the bus without blocking the caller."""
+        event = Event(
+            topic=EXECUTION_TOPIC,
+            type=f"execution.{kind}",
+            data={
+                "execution_id": execution.id,
+                "capability": execution.capability.name,
+                "door": execution.call.door.value,
+                "subject": execution.call.identity.subject,
+                **data,
+            },
+        )
+        task = asyncio.get_running_loop().create_task(self.bus.publish(event))
+        self._publish_tasks.add(task)
+        task.add_done_callback(self._publish_tasks.discard)
+
+    # -- shutdown ----------------------------------------------------------------------------------
+    async def drain(self, grace_seconds: float) -> int:
+        """Stop accepting, let running executions finish for `grace_seconds`, cancel the rest.
+
+        Returns how many executions had to be cancelled.
+        """
+        self.accepting = False
+        tasks = [e.task for e in self._running.values() if e.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_seconds)
+        leftover = list(self._running.values())
+        for execution in leftover:
+            execution.cancel()
+        pending = [e.task for e in leftover if e.task is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=2)
+        if self._publish_tasks:
+            await asyncio.wait(list(self._publish_tasks), timeout=2)
+        return len(leftover)
+
+
+def _consume_outcome(task: asyncio.Task[BaseModel]) -> None:
+    """Mark a finished task's outcome as seen; the record already holds it."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _bind(mw: Middleware, execution: Execution, nxt: Next) -> Next:
+    async def step() -> BaseModel:
+        return await mw(execution, nxt)
+
+    return step

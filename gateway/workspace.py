@@ -1,0 +1,226 @@
+"""Workspaces and documents: a root folder plus the open (possibly unsaved) documents under it.
+
+The core counts positions in code points, 0-based lines and characters; doors convert other
+encodings at the edge (`translators.positions`). No read or write may leave the root: absolute
+paths, `..` that climbs out, and symlinks that point out are refused.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, Field
+
+from .errors import ContentModified, InvalidParams, NotFound, PathOutsideRoot
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+LANGUAGE_BY_SUFFIX: dict[str, str] = {
+    ".py": "python",
+    ".pyi": "python",
+    ".ts": "typescript",
+    ".tsx": "typescriptreact",
+    ".js": "javascript",
+    ".jsx": "javascriptreact",
+    ".go": "go",
+    ".rs": "rust",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".hpp": "cpp",
+    ".java": "java",
+    ".rb": "ruby",
+    ".md": "markdown",
+    ".json": "json",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".lua": "lua",
+    ".sh": "shellscript",
+}
+
+
+def guess_language(path: str) -> str:
+    return LANGUAGE_BY_SUFFIX.get(PurePosixPath(path).suffix.lower(), "plaintext")
+
+
+class Position(BaseModel):
+    """A place in a document: 0-based line and character, characters counted in code points."""
+
+    line: int = Field(ge=0)
+    character: int = Field(ge=0)
+
+
+class Range(BaseModel):
+    start: Position
+    end: Position
+
+
+class TextChange(BaseModel):
+    """An edit: replace `range` with `text`, or the whole document when `range` is absent."""
+
+    range: Range | None = None
+    text: str
+
+
+class Document:
+    """One open document: its text and a version that grows with every change."""
+
+    def __init__(self, path: str, text: str, version: int, language_id: str) -> None:
+        self.path = path
+        self.language_id = language_id
+        self.version = version
+        self._text = text
+        self._line_starts: list[int] | None = None
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def line_starts(self) -> list[int]:
+        if self._line_starts is None:
+            self._line_starts = [0, *(m.end() for m in _LINE_BREAK.finditer(self._text))]
+        return self._line_starts
+
+    @property
+    def line_count(self) -> int:
+        return len(self.line_starts)
+
+    def line(self, index: int) -> str:
+        """The text of line `index` without its line break ('' past the end)."""
+        starts = self.line_starts
+        if index < 0 or index >= len(starts):
+            return ""
+        end = starts[index + 1] if index + 1 < len(starts) else len(self._text)
+        return self._text[starts[index] : end].rstrip("\r\n")
+
+    def offset_at(self, pos: Position) -> int:
+        """The string index of `pos`; lines and characters past the end clamp to the end."""
+        starts = self.line_starts
+        if pos.line >= len(starts):
+            return len(self._text)
+        return starts[pos.line] + min(pos.character, len(self.line(pos.line)))
+
+    def position_at(self, offset: int) -> Position:
+        offset = max(0, min(offset, len(self._text)))
+        line = bisect.bisect_right(self.line_starts, offset) - 1
+        return Position(line=line, character=offset - self.line_starts[line])
+
+    def apply(self, changes: Iterable[TextChange], version: int | None = None) -> None:
+        """Apply `changes` in order, each to the result of the one before, then set the version."""
+        if version is not None and version <= self.version:
+            raise ContentModified(
+                f"version {version} of {self.path} is not newer than {self.version}",
+                data={"path": self.path, "current_version": self.version},
+            )
+        text = self._text
+        for change in changes:
+            if change.range is None:
+                text = change.text
+            else:
+                self._text, self._line_starts = text, None
+                start = self.offset_at(change.range.start)
+                end = self.offset_at(change.range.end)
+                if end < start:
+                    raise InvalidParams("a change range ends before it starts")
+                text = text[:start] + change.text + text[end:]
+        self._text, self._line_starts = text, None
+        self.version = version if version is not None else self.version + 1
+
+
+class Workspace:
+    """A root folder and the documents open in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        if not self.root.is_dir():
+            raise NotFound(f"workspace root {root} is not a directory")
+        self.documents: dict[str, Document] = {}
+
+    # -- paths --------------------------------------------------------------------------------
+    def resolve(self, path: str) -> Path:
+        """The absolute path of `path` (relative to the root); refuses anything that leaves the root."""
+        if "\x00" in path:
+            raise InvalidParams("path contains a NUL byte")
+        if not path or path == ".":
+            return self.root
+        pure = PurePosixPath(path.replace("\\", "/"))
+        if pure.is_absolute() or re.match(r"^[A-Za-z]:", path):
+            raise PathOutsideRoot(f"absolute paths are not allowed: {path!r}", data={"path": path})
+        candidate = (self.root / pure).resolve()
+        if candidate != self.root and not candidate.is_relative_to(self.root):
+            raise PathOutsideRoot(f"path leaves the workspace root: {path!r}", data={"path": path})
+        return candidate
+
+    def relative(self, path: str) -> str:
+        """The normalised root-relative POSIX form of `path` (after the same checks as `resolve`)."""
+        resolved = self.resolve(path)
+        rel = resolved.relative_to(self.root).as_posix()
+        return rel or "."
+
+    def relative_of_absolute(self, absolute: Path) -> str:
+        """Root-relative form of an absolute path; refuses paths outside the root."""
+        try:
+            rel = absolute.resolve().relative_to(self.root)
+        except ValueError:
+            raise PathOutsideRoot(f"{absolute} is outside the workspace root") from None
+        return rel.as_posix()
+
+    # -- documents ----------------------------------------------------------------------------
+    def open(self, path: str, text: str | None, version: int = 0, language_id: str | None = None) -> Document:
+        rel = self.relative(path)
+        if text is None:
+            text = self.read_disk_text(rel)
+        doc = Document(rel, text, version, language_id or guess_language(rel))
+        self.documents[rel] = doc
+        return doc
+
+    def get(self, path: str) -> Document:
+        rel = self.relative(path)
+        doc = self.documents.get(rel)
+        if doc is None:
+            raise NotFound(f"document {rel!r} is not open", data={"path": rel})
+        return doc
+
+    def close(self, path: str) -> Document:
+        doc = self.get(path)
+        del self.documents[doc.path]
+        return doc
+
+    def read_disk_text(self, rel: str, max_bytes: int | None = None) -> str:
+        target = self.resolve(rel)
+        if not target.is_file():
+            raise NotFound(f"no file {rel!r} in the workspace", data={"path": rel})
+        with open(target, "rb") as fh:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes)
+        return data.decode("utf-8", errors="replace")
+
+    def text_of(self, path: str) -> tuple[str, int | None]:
+        """The current text of `path`: the open document's (unsaved edits included) or the file's."""
+        rel = self.relative(path)
+        doc = self.documents.get(rel)
+        if doc is not None:
+            return doc.text, doc.version
+        return self.read_disk_text(rel), None
+
+    def walk_files(self) -> Iterable[str]:
+        """Every regular file under the root (symlinks leaving the root skipped), sorted, root-relative."""
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if d != ".git")
+            base = Path(dirpath)
+            for name in sorted(filenames):
+                full = base / name
+                if full.is_symlink():
+                    try:
+                        self.relative_of_absolute(full)
+                    except PathOutsideRoot:
+                        continue
+                    if not full.is_file():
+                        continue
+                yield full.relative_to(self.root).as_posix()
