@@ -47,8 +47,12 @@ class ApiKey(_Strict):
         return value
 
 
+def _default_algorithms() -> list[Literal["HS256", "RS256"]]:
+    return ["HS256"]
+
+
 class JwtConfig(_Strict):
-    algorithms: list[Literal["HS256", "RS256"]] = Field(default_factory=lambda: ["HS256"], min_length=1)
+    algorithms: list[Literal["HS256", "RS256"]] = Field(default_factory=_default_algorithms, min_length=1)
     secret_env: str | None = Field(None, description="Environment variable holding the HS256 secret")
     public_key_file: Path | None = Field(None, description="PEM file with the RS256 public key")
     issuer: str = Field(min_length=1)

@@ -124,9 +124,7 @@ class ExecutionContext:
         if self._execution.cancel_requested:
             raise Cancelled("execution cancelled")
 
-    def progress(
-        self, message: str | None = None, percentage: float | None = None, **data: Any
-    ) -> None:
+    def progress(self, message: str | None = None, percentage: float | None = None, **data: Any) -> None:
         self._execution.report(ProgressReport(message=message, percentage=percentage, data=data or None))
 
 
@@ -233,13 +231,14 @@ class Core:
 
     # -- running --------------------------------------------------------------------------------
     def validate(self, cap: Capability[Any, Any], params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
-        if isinstance(params, cap.params_model):
+        model: type[BaseModel] = cap.params_model
+        if isinstance(params, model):
             return params
         raw = params.model_dump() if isinstance(params, BaseModel) else (params or {})
         if not isinstance(raw, Mapping):
             raise InvalidParams("params must be an object")
         try:
-            return cap.params_model.model_validate(raw)
+            return model.model_validate(raw)
         except ValidationError as exc:
             errors = [
                 {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
@@ -247,9 +246,7 @@ class Core:
             ]
             raise InvalidParams(f"invalid params for {cap.name}", data={"errors": errors}) from None
 
-    def start(
-        self, call: CallContext, name: str, params: Mapping[str, Any] | BaseModel | None = None
-    ) -> Execution:
+    def start(self, call: CallContext, name: str, params: Mapping[str, Any] | BaseModel | None = None) -> Execution:
         """Validate and start an execution in its own task; the caller may await `execution.wait()`."""
         if not self.accepting:
             raise Cancelled("the gateway is shutting down")
@@ -280,8 +277,8 @@ class Core:
         cap = execution.capability
 
         async def call_handler() -> BaseModel:
-            result = await cap.handler(ctx, execution.params)
-            if not isinstance(result, cap.result_model):
+            result: object = await cap.handler(ctx, execution.params)
+            if not isinstance(result, BaseModel) or not isinstance(result, cap.result_model):
                 raise Internal(f"capability {cap.name} returned {type(result).__name__}")
             return result
 

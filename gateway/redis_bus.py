@@ -12,8 +12,13 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .events import Event, LocalFanout
@@ -21,7 +26,18 @@ from .events import Event, LocalFanout
 log = logging.getLogger("gateway.bus")
 
 
+def _redact(url: str) -> str:
+    """The URL without its password, fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class RedisBus(LocalFanout):
+    """A `LocalFanout` whose events also travel through Redis pub/sub to the other instances."""
+
     def __init__(
         self,
         url: str,
@@ -30,13 +46,25 @@ class RedisBus(LocalFanout):
         queue_size: int = 1000,
         instance_id: str | None = None,
         reconnect_seconds: float = 0.5,
+        ping_seconds: float = 1.0,
+        command_timeout: float = 1.0,
     ) -> None:
         super().__init__(queue_size, instance_id)
         self.url = url
         self.prefix = channel_prefix
         self.reconnect_seconds = reconnect_seconds
+        # An idle subscription pings every `ping_seconds`; no reply at all for three of them means the
+        # server is gone even though the socket is open (a hung or partitioned Redis).
+        self.ping_seconds = ping_seconds
+        self.liveness_seconds = 3 * ping_seconds
+        # Publishing never waits on Redis indefinitely: a reply slower than `command_timeout` fails it.
+        # A broken connection (say, from before a Redis restart) gets one immediate retry; a timeout none.
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=10
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=command_timeout,
+            health_check_interval=10,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -87,28 +115,52 @@ class RedisBus(LocalFanout):
 
     async def _read_loop(self) -> None:
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis.pubsub()
             try:
-                await pubsub.psubscribe(f"{self.prefix}:*")
+                await self._subscribe(pubsub)
                 if not self._connected.is_set():
-                    log.info("redis bus connected to %s", self.url)
+                    log.info("redis bus connected to %s", _redact(self.url))
                 self._connected.set()
                 self.last_error = None
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        await pubsub.ping()
-                        continue
-                    self._on_message(message)
+                await self._receive(pubsub)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except (RedisError, OSError) as exc:
                 self._mark_down(exc)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(self.reconnect_seconds)
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe and wait for the server's confirmation: only then do remote events really arrive."""
+        await pubsub.psubscribe(f"{self.prefix}:*")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(2.0, self.liveness_seconds)
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise RedisConnectionError("redis did not confirm the subscription")
+            message = await pubsub.get_message(timeout=remaining)
+            if message is not None and message.get("type") == "psubscribe":
+                return
+
+    async def _receive(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        while True:
+            if not self._connected.is_set():
+                # A publish failed: this connection is suspect too, so subscribe afresh to prove it.
+                raise RedisConnectionError(self.last_error or "redis publish failed")
+            message = await pubsub.get_message(timeout=self.ping_seconds)
+            if message is not None:
+                last_heard = loop.time()
+                self._on_message(message)
+                continue
+            if loop.time() - last_heard > self.liveness_seconds:
+                raise RedisConnectionError(f"no reply from redis for {self.liveness_seconds:g}s")
+            await pubsub.ping()
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if message.get("type") != "pmessage":

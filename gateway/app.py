@@ -1,0 +1,178 @@
+"""The composition root: builds the core from config and runs the doors in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .auth import Authenticator
+from .capabilities import documents, files
+from .config import GatewayConfig
+from .events import EventBus, InMemoryBus
+from .execution import Core
+from .metrics import Metrics
+from .middleware import auth_middleware, logging_middleware, metrics_middleware, rate_limit_middleware
+from .ratelimit import RateLimiter, build_rate_limiter
+from .registry import Registry
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+log = logging.getLogger("gateway")
+
+
+class StartupRefused(Exception):
+    """The configuration asks for something unsafe or impossible; the message says why."""
+
+
+@dataclass
+class Gateway:
+    """Everything one gateway process holds, shared by all doors."""
+
+    config: GatewayConfig
+    registry: Registry
+    workspace: Workspace
+    bus: EventBus
+    core: Core
+    metrics: Metrics
+    authenticator: Authenticator
+    limiter: RateLimiter | None
+
+    async def start(self) -> None:
+        await self.bus.start()
+
+    async def close(self) -> None:
+        await self.bus.close()
+        if self.limiter is not None:
+            await self.limiter.close()
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` names only loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: GatewayConfig) -> None:
+    """Refuse to listen beyond loopback with no authentication configured."""
+    host = config.server.host
+    if not is_loopback(host) and not config.auth.enabled:
+        raise StartupRefused(
+            f"refusing to listen on {host}: it is not a loopback address and no auth is configured. "
+            "Configure [auth] api_keys or [auth.jwt], or bind to 127.0.0.1."
+        )
+
+
+def build_bus(config: GatewayConfig) -> EventBus:
+    if config.redis_url:
+        from .redis_bus import RedisBus
+
+        return RedisBus(config.redis_url, queue_size=config.limits.bus_queue_size)
+    return InMemoryBus(queue_size=config.limits.bus_queue_size)
+
+
+def build_gateway(config: GatewayConfig) -> Gateway:
+    """Wire registry, workspace, bus, auth, limits and middleware from `config`."""
+    registry = Registry()
+    documents.register(registry)
+    files.register(registry, config.limits)
+    workspace = Workspace(Path(config.server.workspace))
+    bus = build_bus(config)
+    metrics = Metrics()
+    metrics.bind_bus(
+        depth=lambda: float(bus.queue_depth()),
+        dropped=lambda: float(bus.dropped_total),
+        healthy=lambda: bus.healthy,
+    )
+    authenticator = Authenticator(config.auth)
+    limiter = build_rate_limiter(config)
+    core = Core(
+        registry,
+        workspace,
+        bus,
+        default_timeout=config.server.default_deadline_seconds,
+        keep_finished=config.limits.finished_executions_kept,
+    )
+    core.middleware = [
+        logging_middleware(),
+        metrics_middleware(metrics),
+        auth_middleware(authenticator.enabled),
+    ]
+    if limiter is not None:
+        core.middleware.append(rate_limit_middleware(limiter, metrics))
+    return Gateway(config, registry, workspace, bus, core, metrics, authenticator, limiter)
+
+
+def announce(door: str, url: str) -> None:
+    print(f"listening {door} {url}", file=sys.stderr, flush=True)
+
+
+async def start_http(gw: Gateway) -> tuple[web.AppRunner, str]:
+    """Start the one HTTP listener (REST now; later doors add routes) and return its URL."""
+    from aiohttp import web
+
+    from protocols.rest import create_app
+
+    app = create_app(gw)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    server = runner.server
+    if server is not None:
+        gw.metrics.connections.labels("rest").set_function(lambda: float(len(server.connections)))
+    site = web.TCPSite(runner, gw.config.server.host, gw.config.server.http_port, reuse_address=True)
+    await site.start()
+    port = gw.config.server.http_port
+    if port == 0:
+        port = _bound_port(runner, port)
+    host = gw.config.server.host
+    shown = f"[{host}]" if ":" in host else host
+    return runner, f"http://{shown}:{port}"
+
+
+def _bound_port(runner: web.AppRunner, default: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return default
+
+
+async def serve(config: GatewayConfig) -> int:
+    """Run `gateway serve` until SIGINT/SIGTERM; returns the exit code."""
+    check_exposure(config)
+    gw = build_gateway(config)
+    await gw.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner: web.AppRunner | None = None
+    try:
+        runner, url = await start_http(gw)
+        announce("http", url)
+        await stop.wait()
+        log.info("shutting down: no new requests; waiting for running executions")
+        for site in list(runner.sites):
+            await site.stop()
+        cancelled = await gw.core.drain(config.server.shutdown_grace_seconds)
+        if cancelled:
+            log.warning("cancelled %d executions that outlived the shutdown grace period", cancelled)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        if runner is not None:
+            await runner.cleanup()
+        await gw.close()
+    return 0

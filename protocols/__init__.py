@@ -1,0 +1,1 @@
+"""The doors: each protocol translates its wire into executions of the core."""

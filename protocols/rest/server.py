@@ -1,0 +1,322 @@
+"""The REST door on the gateway's one HTTP listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from gateway import __version__
+from gateway.app import Gateway
+from gateway.errors import Forbidden, GatewayError, InvalidParams, NotFound, PayloadTooLarge
+from gateway.execution import CallContext, Execution, ProgressReport
+from gateway.identity import Identity, Role
+from gateway.metrics import CONTENT_TYPE_LATEST
+from gateway.registry import Door
+from translators.errors import problem, problem_from_error
+from translators.openapi import build_openapi, capability_path, rest_capabilities
+
+log = logging.getLogger("gateway.rest")
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+IDENTITY = "gateway.identity"
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+PROBLEM = "application/problem+json"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM, headers=headers, charset="utf-8")
+
+
+def error_response(error: GatewayError) -> web.Response:
+    status, body = problem_from_error(error)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+    if status == 429:
+        headers["Retry-After"] = str(max(1, int(-(-float(body.get("retry_after", 1)) // 1))))
+    return problem_response(status, body, headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into problem+json; nothing else (no traceback) reaches the wire."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        if exc.code == "internal":
+            log.error("internal error on %s %s: %s", request.method, request.path, exc.message)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "http_error")
+        detail = exc.reason
+        if exc.status == 413:
+            detail = "request body is larger than the configured limit"
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return problem_response(exc.status, problem(exc.status, code, detail), headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(500, problem(500, "internal", "internal error; see the gateway log"))
+
+
+def auth_middleware_for(gw: Gateway) -> Any:
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        identity = gw.authenticator.authenticate(request.headers.get("Authorization"))
+        request[IDENTITY] = identity
+        return await handler(request)
+
+    return authenticate
+
+
+def body_size_middleware_for(limit: int) -> Any:
+    @web.middleware
+    async def check_size(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(
+                f"request body of {request.content_length} bytes exceeds the limit of {limit}",
+                data={"limit": limit},
+            )
+        return await handler(request)
+
+    return check_size
+
+
+def _identity(request: web.Request) -> Identity:
+    identity: Identity = request[IDENTITY]
+    return identity
+
+
+def _dump(model: BaseModel) -> str:
+    return model.model_dump_json()
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidParams(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidParams("request body must be a JSON object")
+    return body
+
+
+def _wants_sse(request: web.Request) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+def _wants_async(request: web.Request) -> bool:
+    return "respond-async" in request.headers.get("Prefer", "")
+
+
+def _timeout(request: web.Request) -> float | None:
+    raw = request.headers.get("Request-Timeout") or request.query.get("timeout")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidParams("timeout must be a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise InvalidParams("timeout must be between 0 and 3600 seconds")
+    return value
+
+
+class RestDoor:
+    """Request handlers; every capability call becomes a core execution."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._openapi: str | None = None
+        gw.registry.on_change(self._forget_openapi)
+
+    def _forget_openapi(self) -> None:
+        self._openapi = None
+
+    async def capabilities(self, request: web.Request) -> web.Response:
+        caps = []
+        for cap in rest_capabilities(list(self.gw.registry)):
+            caps.append(
+                {
+                    "name": cap.name,
+                    "summary": cap.summary,
+                    "description": cap.description,
+                    "path": capability_path(cap.name),
+                    "doors": sorted(d.value for d in cap.doors),
+                    "required_role": cap.required_role.name.lower(),
+                    "read_only": cap.read_only,
+                    "destructive": cap.destructive,
+                    "idempotent": cap.idempotent,
+                    "params_schema": cap.params_model.model_json_schema(),
+                    "result_schema": cap.result_model.model_json_schema(mode="serialization"),
+                }
+            )
+        return web.json_response({"capabilities": caps})
+
+    async def call(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.gw.core.capability_for(name, Door.REST)
+        params = await read_json_object(request)
+        call = CallContext(identity=_identity(request), door=Door.REST, timeout=_timeout(request))
+        if _wants_sse(request):
+            return await self._call_sse(request, name, params, call)
+        execution = self.gw.core.start(call, name, params)
+        if _wants_async(request):
+            location = f"/v1/executions/{execution.id}"
+            return web.Response(
+                status=202,
+                text=_dump(execution.record),
+                content_type="application/json",
+                headers={"Location": location, "Preference-Applied": "respond-async"},
+            )
+        try:
+            result = await execution.wait()
+        except asyncio.CancelledError:
+            execution.cancel()
+            raise
+        return web.Response(
+            text=_dump(result), content_type="application/json", headers={"X-Execution-Id": execution.id}
+        )
+
+    async def _call_sse(
+        self, request: web.Request, name: str, params: dict[str, Any], call: CallContext
+    ) -> web.StreamResponse:
+        queue: asyncio.Queue[ProgressReport] = asyncio.Queue(maxsize=256)
+
+        def on_progress(report: ProgressReport) -> None:
+            if queue.full():  # keep the newest reports for a slow reader
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(report)
+
+        call.on_progress = on_progress
+        execution = self.gw.core.start(call, name, params)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Execution-Id": execution.id,
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        try:
+            await _sse(response, "started", {"execution_id": execution.id, "capability": name})
+            assert execution.task is not None
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, execution.task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await _sse(response, "progress", getter.result().model_dump(exclude_none=True))
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    await _sse(response, "progress", queue.get_nowait().model_dump(exclude_none=True))
+                break
+            try:
+                result = execution.task.result()
+            except GatewayError as exc:
+                await _sse(response, "error", problem_from_error(exc)[1])
+            else:
+                await _sse(response, "result", result.model_dump(mode="json"))
+        except (ConnectionResetError, asyncio.CancelledError):
+            execution.cancel()
+            raise
+        await response.write_eof()
+        return response
+
+    def _visible(self, request: web.Request, execution: Execution) -> None:
+        identity = _identity(request)
+        if identity.role < Role.ADMIN and execution.call.identity.subject != identity.subject:
+            raise NotFound(f"no execution {execution.id!r}")
+
+    async def get_execution(self, request: web.Request) -> web.Response:
+        execution = self.gw.core.get_execution(request.match_info["id"])
+        self._visible(request, execution)
+        return web.Response(text=_dump(execution.record), content_type="application/json")
+
+    async def cancel_execution(self, request: web.Request) -> web.Response:
+        execution = self.gw.core.get_execution(request.match_info["id"])
+        self._visible(request, execution)
+        if _identity(request).role < Role.VIEWER:
+            raise Forbidden("not allowed to cancel")
+        if execution.done:
+            status, body = (
+                409,
+                problem(409, "already_finished", f"execution already {execution.record.status}"),
+            )
+            body["execution"] = execution.record.model_dump(mode="json")
+            return problem_response(status, body)
+        execution.cancel()
+        if execution.task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(execution.task), 5)
+        return web.Response(text=_dump(execution.record), content_type="application/json")
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        if self._openapi is None:
+            self._openapi = json.dumps(
+                build_openapi(
+                    rest_capabilities(list(self.gw.registry)),
+                    version=__version__,
+                    auth=self.gw.authenticator.enabled,
+                )
+            )
+        return web.Response(text=self._openapi, content_type="application/json")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": __version__})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        bus = self.gw.bus.status()
+        ready = bus["healthy"] and self.gw.core.accepting
+        body = {"status": "ready" if ready else "degraded", "bus": bus, "accepting": self.gw.core.accepting}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.gw.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _sse(response: web.StreamResponse, event: str, data: Any) -> None:
+    payload = json.dumps(data, separators=(",", ":"))
+    await response.write(f"event: {event}\ndata: {payload}\n\n".encode())
+
+
+def create_app(gw: Gateway) -> web.Application:
+    """The aiohttp application of the REST door; later doors add their routes to it."""
+    limit = gw.config.server.max_body_bytes
+    app = web.Application(
+        client_max_size=limit,
+        middlewares=[errors_middleware, body_size_middleware_for(limit), auth_middleware_for(gw)],
+    )
+    app[GATEWAY_KEY] = gw
+    door = RestDoor(gw)
+
+    app.router.add_get("/v1/capabilities", door.capabilities)
+    app.router.add_post("/v1/capabilities/{name}", door.call)
+    app.router.add_get("/v1/executions/{id}", door.get_execution)
+    app.router.add_delete("/v1/executions/{id}", door.cancel_execution)
+    app.router.add_get("/openapi.json", door.openapi)
+    app.router.add_get("/healthz", door.healthz)
+    app.router.add_get("/readyz", door.readyz)
+    app.router.add_get("/metrics", door.metrics)
+    return app

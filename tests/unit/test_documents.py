@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ContentModified, InvalidParams, NotFound, PathOutsideRoot
+from gateway.workspace import Document, Position, Range, TextChange, Workspace
+
+
+def rng(l1: int, c1: int, l2: int, c2: int) -> Range:
+    return Range(start=Position(line=l1, character=c1), end=Position(line=l2, character=c2))
+
+
+def test_incremental_edits_apply_in_order() -> None:
+    doc = Document("a.py", "hello\nworld\n", 1, "python")
+    doc.apply(
+        [
+            TextChange(range=rng(0, 0, 0, 5), text="goodbye"),
+            TextChange(range=rng(1, 5, 1, 5), text="!"),
+            TextChange(range=rng(0, 7, 1, 0), text=" "),
+        ],
+        version=2,
+    )
+    assert doc.text == "goodbye world!\n"
+    assert doc.version == 2
+    assert doc.line_count == 2
+
+
+def test_full_replacement_and_implicit_version() -> None:
+    doc = Document("a.py", "x", 3, "python")
+    doc.apply([TextChange(text="a\r\nb\rc\nd")])
+    assert doc.version == 4
+    assert [doc.line(i) for i in range(doc.line_count)] == ["a", "b", "c", "d"]
+
+
+def test_edits_with_emoji_cjk_and_combining_marks_count_code_points() -> None:
+    doc = Document("a.txt", "a😀b中e\u0301z\n", 0, "plaintext")
+    doc.apply([TextChange(range=rng(0, 2, 0, 3), text="B")])  # replace "b" after the emoji
+    assert doc.text == "a😀B中e\u0301z\n"
+    doc.apply([TextChange(range=rng(0, 5, 0, 6), text="")])  # drop the combining accent
+    assert doc.text == "a😀B中ez\n"
+    assert doc.position_at(doc.text.index("z")) == Position(line=0, character=5)
+
+
+def test_positions_past_the_end_clamp() -> None:
+    doc = Document("a.txt", "ab\ncd", 0, "plaintext")
+    doc.apply([TextChange(range=rng(0, 99, 9, 0), text="!")])
+    assert doc.text == "ab!"
+
+
+def test_stale_versions_and_backward_ranges_are_refused() -> None:
+    doc = Document("a.txt", "abc", 5, "plaintext")
+    with pytest.raises(ContentModified):
+        doc.apply([TextChange(text="x")], version=5)
+    with pytest.raises(InvalidParams):
+        doc.apply([TextChange(range=rng(0, 2, 0, 1), text="x")], version=6)
+    assert doc.text == "abc" and doc.version == 5
+
+
+def test_workspace_confines_paths(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "f.txt").write_text("in")
+    (tmp_path / "secret.txt").write_text("out")
+    os.symlink(tmp_path / "secret.txt", root / "leak.txt")
+    os.symlink(root / "sub" / "f.txt", root / "ok-link.txt")
+    ws = Workspace(root)
+    assert ws.relative("sub/../sub/f.txt") == "sub/f.txt"
+    assert ws.text_of("ok-link.txt") == ("in", None)
+    for bad in ("../secret.txt", "sub/../../secret.txt", "/etc/passwd", "leak.txt", "C:\\Windows"):
+        with pytest.raises(PathOutsideRoot):
+            ws.resolve(bad)
+    with pytest.raises(InvalidParams):
+        ws.resolve("a\x00b")
+    assert "leak.txt" not in list(ws.walk_files())
+    assert "ok-link.txt" in list(ws.walk_files())
+
+
+def test_open_documents_shadow_the_disk(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text("on disk\n")
+    ws = Workspace(tmp_path)
+    doc = ws.open("m.py", None, 1)
+    assert doc.text == "on disk\n" and doc.language_id == "python"
+    doc.apply([TextChange(text="unsaved\n")], 2)
+    assert ws.text_of("./m.py") == ("unsaved\n", 2)
+    ws.close("m.py")
+    assert ws.text_of("m.py") == ("on disk\n", None)
+    with pytest.raises(NotFound):
+        ws.get("m.py")

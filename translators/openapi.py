@@ -1,0 +1,132 @@
+"""The OpenAPI document, derived from the capability registry's pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from gateway.execution import ExecutionRecord
+from gateway.registry import Capability, Door
+
+REF = "#/components/schemas/{model}"
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+    },
+    "required": ["type", "title", "status", "detail", "code"],
+}
+
+
+def capability_path(name: str) -> str:
+    return f"/v1/capabilities/{name}"
+
+
+def _problem_responses(*statuses: int) -> dict[str, Any]:
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {str(s): {"description": "Error", "content": content} for s in statuses}
+
+
+def build_openapi(caps: list[Capability[Any, Any]], *, version: str, auth: bool) -> dict[str, Any]:
+    """An OpenAPI 3.1 document with one path per capability and schemas from its models."""
+    models: list[tuple[type[BaseModel], Any]] = []
+    for cap in caps:
+        models.append((cap.params_model, "validation"))
+        models.append((cap.result_model, "serialization"))
+    models.append((ExecutionRecord, "serialization"))
+    keys, top = models_json_schema(models, ref_template=REF)
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    schemas["Problem"] = PROBLEM_SCHEMA
+
+    def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
+        return dict(keys[(model, mode)])  # type: ignore[index]
+
+    errors = _problem_responses(401, 403, 404, 409, 413, 422, 429, 500, 504)
+    paths: dict[str, Any] = {}
+    for cap in caps:
+        paths[capability_path(cap.name)] = {
+            "post": {
+                "operationId": cap.name,
+                "summary": cap.summary,
+                "description": cap.description or cap.summary,
+                "tags": ["capabilities"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(cap.params_model, "validation")}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The result",
+                        "content": {
+                            "application/json": {"schema": ref(cap.result_model, "serialization")},
+                            "text/event-stream": {
+                                "schema": {"type": "string"},
+                                "description": "When asked for: started, progress, then result or error events",
+                            },
+                        },
+                    },
+                    "202": {
+                        "description": "With `Prefer: respond-async`: the execution started",
+                        "content": {"application/json": {"schema": ref(ExecutionRecord, "serialization")}},
+                    },
+                    **errors,
+                },
+            }
+        }
+    record_ref = {"application/json": {"schema": ref(ExecutionRecord, "serialization")}}
+    id_param = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    paths["/v1/executions/{id}"] = {
+        "get": {
+            "operationId": "get_execution",
+            "summary": "The state of an execution",
+            "parameters": id_param,
+            "responses": {"200": {"description": "The record", "content": record_ref}, **errors},
+        },
+        "delete": {
+            "operationId": "cancel_execution",
+            "summary": "Cancel a running execution",
+            "parameters": id_param,
+            "responses": {
+                "200": {"description": "The record after cancelling", "content": record_ref},
+                **errors,
+            },
+        },
+    }
+    paths["/v1/capabilities"] = {
+        "get": {
+            "operationId": "list_capabilities",
+            "summary": "Every capability this door exposes, with its schemas",
+            "responses": {"200": {"description": "The list", "content": {"application/json": {"schema": {}}}}},
+        }
+    }
+    for path, summary in (("/healthz", "Liveness"), ("/readyz", "Readiness (reports Redis state)")):
+        paths[path] = {
+            "get": {
+                "operationId": path.strip("/"),
+                "summary": summary,
+                "security": [],
+                "responses": {"200": {"description": "OK"}, "503": {"description": "Not ready"}},
+            }
+        }
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "gateway", "version": version},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+    if auth:
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        doc["security"] = [{"bearer": []}]
+    return doc
+
+
+def rest_capabilities(caps: list[Capability[Any, Any]]) -> list[Capability[Any, Any]]:
+    return [c for c in caps if c.exposed_on(Door.REST)]
