@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def start(cmd: list[str]) -> tuple[subprocess.Popen[str], str]:
     assert proc.stderr is not None
     for line in proc.stderr:
         if line.startswith("listening http "):
+            # Keep draining stderr (one log line per execution) so the server never blocks on it.
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
             return proc, line.split()[2]
     raise RuntimeError(f"{cmd[0]} did not start")
 

@@ -180,6 +180,7 @@ class RedisRateLimiter:
         *,
         socket_timeout: float = 0.5,
         retry_interval: float = 1.0,
+        max_connections: int = 32,
     ) -> None:
         _check_params(rate_per_second, burst)
         # Imported here so a gateway without Redis never loads the client.
@@ -193,14 +194,18 @@ class RedisRateLimiter:
         self.burst = float(burst)
         self.prefix = prefix
         self.retry_interval = retry_interval
+        # A bounded pool: a burst of requests waits briefly for a connection instead of opening hundreds.
         # One immediate retry covers a pooled connection that died with a Redis restart; anything more
         # (backoff, retrying timeouts) would hold requests up during an outage.
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._script: AsyncScript = self._redis.register_script(_TOKEN_BUCKET_LUA)
         self._healthy = True
         self._retry_at = 0.0

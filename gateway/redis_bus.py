@@ -3,7 +3,9 @@
 An event published here reaches local subscribers at once and goes to Redis tagged with this instance's
 id; events that come back from Redis with our own id are ignored, events of other instances are delivered
 locally. When Redis is unreachable the bus keeps serving local subscribers, reports itself unhealthy
-and reconnects in the background.
+and reconnects in the background. "Unreachable" includes a Redis that keeps the socket open but stops
+answering: publishing is bounded by `command_timeout`, and an idle subscription that gets no pong back
+for three pings is torn down. The bus counts as healthy only once Redis has confirmed the subscription.
 """
 
 from __future__ import annotations

@@ -160,9 +160,13 @@ class Workspace:
 
     def relative(self, path: str) -> str:
         """The normalised root-relative POSIX form of `path` (after the same checks as `resolve`)."""
+        return self.locate(path)[0]
+
+    def locate(self, path: str) -> tuple[str, Path]:
+        """Both forms of `path` from one resolution: root-relative POSIX and absolute."""
         resolved = self.resolve(path)
         rel = resolved.relative_to(self.root).as_posix()
-        return rel or "."
+        return rel or ".", resolved
 
     def relative_of_absolute(self, absolute: Path) -> str:
         """Root-relative form of an absolute path; refuses paths outside the root."""
@@ -194,7 +198,9 @@ class Workspace:
         return doc
 
     def read_disk_text(self, rel: str, max_bytes: int | None = None) -> str:
-        target = self.resolve(rel)
+        return self._read(self.resolve(rel), rel, max_bytes)
+
+    def _read(self, target: Path, rel: str, max_bytes: int | None = None) -> str:
         if not target.is_file():
             raise NotFound(f"no file {rel!r} in the workspace", data={"path": rel})
         with open(target, "rb") as fh:
@@ -203,11 +209,11 @@ class Workspace:
 
     def text_of(self, path: str) -> tuple[str, int | None]:
         """The current text of `path`: the open document's (unsaved edits included) or the file's."""
-        rel = self.relative(path)
+        rel, target = self.locate(path)
         doc = self.documents.get(rel)
         if doc is not None:
             return doc.text, doc.version
-        return self.read_disk_text(rel), None
+        return self._read(target, rel), None
 
     def walk_files(self) -> Iterable[str]:
         """Every regular file under the root (symlinks leaving the root skipped), sorted, root-relative."""

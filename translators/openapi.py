@@ -59,7 +59,8 @@ def build_openapi(caps: list[Capability[Any, Any]], *, version: str, auth: bool)
                 "description": cap.description or cap.summary,
                 "tags": ["capabilities"],
                 "requestBody": {
-                    "required": True,
+                    # A capability whose params are all optional also accepts an empty body.
+                    "required": any(f.is_required() for f in cap.params_model.model_fields.values()),
                     "content": {"application/json": {"schema": ref(cap.params_model, "validation")}},
                 },
                 "responses": {

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import regex
 from pathspec import GitIgnoreSpec
 from pydantic import BaseModel, Field, model_validator
 
@@ -45,6 +46,10 @@ CANCEL_CHECK_LINES = 2000
 """A search checks for cancellation every this many lines inside a file."""
 GITIGNORE_MAX_BYTES = 1_048_576
 
+LINE_MATCH_TIMEOUT = 1.0
+"""Seconds one line may take to match before the query is refused as too expensive (ReDoS guard)."""
+INLINE_BYTES = 256 * 1024
+"""Files and texts up to this size are handled on the event loop: a thread hop costs more than the work."""
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 """The same line breaks as `gateway.workspace.Document` counts."""
 
@@ -347,6 +352,15 @@ class _Excerpt:
     truncated: bool
 
 
+def _small_file(target: Path) -> bool:
+    """True for a regular file small enough to read on the event loop."""
+    try:
+        info = target.stat()
+    except OSError:
+        return True  # _read_disk reports the problem
+    return stat.S_ISREG(info.st_mode) and info.st_size <= INLINE_BYTES
+
+
 def _read_disk(target: Path, rel: str, budget: int) -> tuple[str, bool]:
     """At most `budget` bytes of the file as text, and whether that is the whole file."""
     try:
@@ -439,7 +453,7 @@ class _Searcher:
         self,
         workspace: Workspace,
         params: SearchParams,
-        pattern: re.Pattern[str],
+        pattern: regex.Pattern[str],
         glob: GitIgnoreSpec | None,
         documents: dict[str, str],
         max_file_bytes: int,
@@ -522,7 +536,15 @@ class _Searcher:
                 self._maybe_report()
             if len(line) > SEARCH_MAX_LINE_CHARS:
                 line = line[:SEARCH_MAX_LINE_CHARS]
-            for match in finditer(line):
+            try:
+                found = list(finditer(line, timeout=LINE_MATCH_TIMEOUT))
+            except TimeoutError:
+                raise InvalidParams(
+                    f"the regular expression took over {LINE_MATCH_TIMEOUT}s on one line of {path}; "
+                    "simplify it (nested repetition backtracks exponentially)",
+                    data={"path": path, "line": number},
+                ) from None
+            for match in found:
                 if len(matches) >= limit:
                     return True
                 start, end = match.span()
@@ -530,12 +552,13 @@ class _Searcher:
         return False
 
 
-def _compile_query(params: SearchParams) -> re.Pattern[str]:
-    source = params.query if params.regex else re.escape(params.query)
-    flags = 0 if params.case_sensitive else re.IGNORECASE
+def _compile_query(params: SearchParams) -> regex.Pattern[str]:
+    """The query as a pattern of the `regex` engine, which (unlike `re`) can time a match out."""
+    source = params.query if params.regex else regex.escape(params.query)
+    flags = regex.V0 if params.case_sensitive else regex.V0 | regex.IGNORECASE
     try:
-        return re.compile(source, flags)
-    except re.error as exc:
+        return regex.compile(source, flags)
+    except regex.error as exc:
         raise InvalidParams(f"invalid regex: {exc}", data={"query": params.query}) from None
     except (OverflowError, RecursionError):
         raise InvalidParams("invalid regex: too complex", data={"query": params.query}) from None
@@ -589,7 +612,7 @@ def register(registry: Registry, limits: LimitsConfig) -> None:
         when possible and never inside a character; `truncated` says when it was cut. Binary
         files are refused.
         """
-        rel = ctx.workspace.relative(params.path)
+        rel, target = ctx.workspace.locate(params.path)
         cap = limits.read_file_max_bytes
         if params.max_bytes is not None:
             cap = min(cap, params.max_bytes)
@@ -598,11 +621,16 @@ def register(registry: Registry, limits: LimitsConfig) -> None:
             text, version = ctx.workspace.text_of(rel)
             complete, source = True, "document"
         else:
-            target = ctx.workspace.resolve(rel)
             budget = limits.read_file_max_bytes * READ_BUDGET_FACTOR + 4
-            text, complete = await asyncio.to_thread(_read_disk, target, rel, budget)
+            if _small_file(target):
+                text, complete = _read_disk(target, rel, budget)
+            else:
+                text, complete = await asyncio.to_thread(_read_disk, target, rel, budget)
             version, source = None, "disk"
-        part = await asyncio.to_thread(_excerpt, text, complete, params.start_line, params.end_line, cap)
+        if len(text) <= INLINE_BYTES:
+            part = _excerpt(text, complete, params.start_line, params.end_line, cap)
+        else:
+            part = await asyncio.to_thread(_excerpt, text, complete, params.start_line, params.end_line, cap)
         return ReadFileResult(
             path=rel,
             text=part.text,

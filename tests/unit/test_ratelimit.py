@@ -186,12 +186,14 @@ async def test_redis_limit_is_atomic_across_instances_under_concurrency(
     make_redis_limiter: Callable[..., RedisRateLimiter],
 ) -> None:
     burst = 20
-    first = make_redis_limiter(rate_per_second=0.001, burst=burst)
-    second = make_redis_limiter(rate_per_second=0.001, burst=burst)
+    # Generous timeouts: this is about atomicity, and a loaded machine must not turn it into fail-open.
+    first = make_redis_limiter(rate_per_second=0.001, burst=burst, socket_timeout=10, max_connections=8)
+    second = make_redis_limiter(rate_per_second=0.001, burst=burst, socket_timeout=10)
     calls = [limiter.acquire("shared") for _ in range(50) for limiter in (first, second)]
     results = await asyncio.gather(*calls)
     assert sum(1 for wait in results if wait == 0.0) == burst
     assert all(wait > 0 for wait in results if wait != 0.0)
+    assert first.healthy and second.healthy  # no allowance came from failing open
     assert await first.acquire("other") == 0.0
 
 
