@@ -106,6 +106,8 @@ class EventBus(Protocol):
 
     async def publish(self, event: Event) -> None: ...
 
+    def publish_nowait(self, event: Event) -> None: ...
+
     def subscribe(self, pattern: str = "*", maxsize: int | None = None) -> Subscription: ...
 
     def queue_depth(self) -> int: ...
@@ -157,6 +159,9 @@ class InMemoryBus(LocalFanout):
         self._close_subscriptions()
 
     async def publish(self, event: Event) -> None:
+        self.publish_nowait(event)
+
+    def publish_nowait(self, event: Event) -> None:
         if not event.origin:
             event.origin = self.instance_id
         self.deliver(event)

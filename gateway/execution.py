@@ -209,7 +209,6 @@ class Core:
         self.middleware: list[Middleware] = []
         self._running: dict[str, Execution] = {}
         self._finished: OrderedDict[str, Execution] = OrderedDict()
-        self._publish_tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
 
     # -- lookup -------------------------------------------------------------------------------
@@ -352,9 +351,7 @@ class Core:
                 **data,
             },
         )
-        task = asyncio.get_running_loop().create_task(self.bus.publish(event))
-        self._publish_tasks.add(task)
-        task.add_done_callback(self._publish_tasks.discard)
+        self.bus.publish_nowait(event)
 
     # -- shutdown ----------------------------------------------------------------------------------
     async def drain(self, grace_seconds: float) -> int:
@@ -372,8 +369,6 @@ class Core:
         pending = [e.task for e in leftover if e.task is not None]
         if pending:
             await asyncio.wait(pending, timeout=2)
-        if self._publish_tasks:
-            await asyncio.wait(list(self._publish_tasks), timeout=2)
         return len(leftover)
 
 

@@ -11,6 +11,7 @@ for three pings is torn down. The bus counts as healthy only once Redis has conf
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from typing import Any
@@ -50,6 +51,7 @@ class RedisBus(LocalFanout):
         reconnect_seconds: float = 0.5,
         ping_seconds: float = 1.0,
         command_timeout: float = 1.0,
+        outbox_size: int = 10_000,
     ) -> None:
         super().__init__(queue_size, instance_id)
         self.url = url
@@ -73,18 +75,29 @@ class RedisBus(LocalFanout):
         self.last_error: str | None = None
         self.published_remote = 0
         self.publish_failures = 0
+        # Events from `publish_nowait` wait here for the writer task, which sends them in pipelined batches.
+        self._outbox: collections.deque[Event] = collections.deque(maxlen=outbox_size)
+        self._outbox_ready = asyncio.Event()
+        self._outbox_idle = asyncio.Event()
+        self._outbox_idle.set()
+        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
+        self._writer = asyncio.create_task(self._write_loop(), name="redis-bus-writer")
         # Give the first connection a moment so readiness is right at start; never fail start-up on it.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), 2.0)
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        if self._writer is not None and self._outbox and self.healthy:
+            with contextlib.suppress(TimeoutError):  # flush what is queued, briefly
+                await asyncio.wait_for(self._outbox_idle.wait(), 2.0)
+        for task in (self._writer, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._close_subscriptions()
         await self._redis.aclose()
 
@@ -108,6 +121,37 @@ class RedisBus(LocalFanout):
         except (RedisError, OSError) as exc:
             self.publish_failures += 1
             self._mark_down(exc)
+
+    def publish_nowait(self, event: Event) -> None:
+        """Deliver locally now and queue the event for Redis; never waits (the writer task sends it)."""
+        if not event.origin:
+            event.origin = self.instance_id
+        self.deliver(event)
+        if not self.healthy:
+            self.publish_failures += 1
+            return
+        if len(self._outbox) == self._outbox.maxlen:
+            self.publish_failures += 1  # the oldest queued event falls out
+        self._outbox.append(event)
+        self._outbox_idle.clear()
+        self._outbox_ready.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self._outbox:
+                batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), 256))]
+                pipe = self._redis.pipeline(transaction=False)
+                for event in batch:
+                    pipe.publish(f"{self.prefix}:{event.topic}", event.model_dump_json())
+                try:
+                    await pipe.execute()
+                    self.published_remote += len(batch)
+                except (RedisError, OSError) as exc:
+                    self.publish_failures += len(batch)
+                    self._mark_down(exc)
+            self._outbox_idle.set()
 
     def _mark_down(self, exc: BaseException) -> None:
         if self._connected.is_set():

@@ -243,3 +243,17 @@ async def test_a_failed_publish_does_not_leave_the_bus_unhealthy_for_good(
     assert first.status()["last_error"] == "simulated publish failure"
     await wait_for(lambda: first.healthy)  # the reader re-subscribes and proves Redis is fine
     await exchange(first, second, "flaky")
+
+
+async def test_publish_nowait_batches_reach_the_other_instance_in_order(
+    redis_buses: tuple[RedisBus, RedisBus],
+) -> None:
+    first, second = redis_buses
+    remote = second.subscribe("batch")
+    local = first.subscribe("batch")
+    for n in range(500):
+        first.publish_nowait(ev("batch", n))
+    assert [e.data["n"] for e in drain(local)] == list(range(500))  # delivered locally at once
+    received = [(await remote.get(timeout=TIMEOUT)).data["n"] for _ in range(500)]
+    assert received == list(range(500))
+    await wait_for(lambda: first.published_remote >= 500)
