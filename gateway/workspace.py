@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from .errors import ContentModified, InvalidParams, NotFound, PathOutsideRoot
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 LANGUAGE_BY_SUFFIX: dict[str, str] = {
     ".py": "python",
@@ -139,6 +140,8 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._root_str = str(self.root)
+        self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
         if not self.root.is_dir():
             raise NotFound(f"workspace root {root} is not a directory")
         self.documents: dict[str, Document] = {}
@@ -150,13 +153,14 @@ class Workspace:
             raise InvalidParams("path contains a NUL byte")
         if not path or path == ".":
             return self.root
-        pure = PurePosixPath(path.replace("\\", "/"))
-        if pure.is_absolute() or re.match(r"^[A-Za-z]:", path):
+        posix = path.replace("\\", "/")
+        if posix.startswith("/") or _DRIVE.match(path):
             raise PathOutsideRoot(f"absolute paths are not allowed: {path!r}", data={"path": path})
-        candidate = (self.root / pure).resolve()
-        if candidate != self.root and not candidate.is_relative_to(self.root):
+        # os.path on strings: the same checks as pathlib at a fraction of the cost on this hot path.
+        real = os.path.realpath(os.path.join(self._root_str, posix))
+        if real != self._root_str and not real.startswith(self._root_prefix):
             raise PathOutsideRoot(f"path leaves the workspace root: {path!r}", data={"path": path})
-        return candidate
+        return Path(real)
 
     def relative(self, path: str) -> str:
         """The normalised root-relative POSIX form of `path` (after the same checks as `resolve`)."""
@@ -165,8 +169,9 @@ class Workspace:
     def locate(self, path: str) -> tuple[str, Path]:
         """Both forms of `path` from one resolution: root-relative POSIX and absolute."""
         resolved = self.resolve(path)
-        rel = resolved.relative_to(self.root).as_posix()
-        return rel or ".", resolved
+        real = str(resolved)
+        rel = real[len(self._root_prefix) :].replace(os.sep, "/") if real != self._root_str else "."
+        return rel, resolved
 
     def relative_of_absolute(self, absolute: Path) -> str:
         """Root-relative form of an absolute path; refuses paths outside the root."""

@@ -309,15 +309,12 @@ def _entries(root: Path, paths: Iterable[str]) -> list[FileEntry]:
     return entries
 
 
+_LINE_WITH_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
 def _lines_with_ends(text: str) -> list[str]:
-    lines = []
-    start = 0
-    for match in _LINE_BREAK.finditer(text):
-        lines.append(text[start : match.end()])
-        start = match.end()
-    if start < len(text):
-        lines.append(text[start:])
-    return lines
+    """The lines of `text`, each with its line break (the last may have none); \\r\\n, \\r and \\n break."""
+    return _LINE_WITH_END.findall(text)
 
 
 def _lines(text: str) -> list[str]:
@@ -388,6 +385,11 @@ def _read_disk(target: Path, rel: str, budget: int) -> tuple[str, bool]:
 
 def _excerpt(text: str, complete: bool, start_line: int | None, end_line: int | None, max_bytes: int) -> _Excerpt:
     """Lines start_line..end_line of `text`, cut to `max_bytes` of UTF-8 at a line end when possible."""
+    if complete and start_line is None and end_line is None and len(text) * 4 <= max_bytes:
+        # The whole file, certainly under the cap (UTF-8 takes at most 4 bytes a code point): no per-line work.
+        breaks = text.count("\n") if "\r" not in text else len(_LINE_BREAK.findall(text))
+        total = breaks + (0 if not text or text.endswith(("\n", "\r")) else 1)
+        return _Excerpt(text, 1, total, total, False)
     lines = _lines_with_ends(text)
     if not complete and len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
         lines.pop()  # the read stopped inside this line
