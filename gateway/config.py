@@ -92,6 +92,43 @@ class LimitsConfig(_Strict):
     bus_queue_size: int = Field(1000, ge=1)
 
 
+class LanguageServerConfig(_Strict):
+    """A language server the gateway drives: a preset by name, or any stdio command."""
+
+    name: str = Field(min_length=1, description="Unique name; a preset name fills command, languages and globs")
+    preset: str | None = Field(None, description="Preset to start from (defaults to `name` when it is one)")
+    command: list[str] | None = Field(None, min_length=1, description="argv of a stdio language server")
+    languages: list[str] | None = Field(None, description="LSP language ids this server answers for")
+    globs: list[str] | None = Field(None, description="Root-relative file globs this server answers for")
+    initialization_options: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict, description="Answers to workspace/configuration")
+    env: dict[str, str] = Field(default_factory=dict)
+    request_timeout_seconds: float = Field(30.0, gt=0)
+    restart_initial_seconds: float = Field(0.5, gt=0)
+    restart_max_seconds: float = Field(30.0, gt=0)
+    max_restarts: int = Field(10, ge=0, description="Consecutive failed starts before giving up")
+
+
+class AnalysisConfig(_Strict):
+    jedi: bool = Field(True, description="Built-in Python engine (jedi, pyflakes)")
+    tree_sitter: bool = Field(True, description="Built-in structure engine for every tree-sitter language")
+    index_on_start: bool = Field(True, description="Build the workspace symbol index in the background")
+    watch: bool = Field(True, description="Watch the workspace for changes made outside the gateway")
+    max_results: int = Field(2000, ge=1, description="Cap on any list result before pagination")
+    worker_threads: int = Field(2, ge=1, le=32, description="Threads for blocking analysis work")
+    index_max_files: int = Field(50_000, ge=1)
+    index_max_file_bytes: int = Field(1_048_576, ge=1)
+    servers: list[LanguageServerConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AnalysisConfig:
+        names = [s.name for s in self.servers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"language server names must be unique: {', '.join(duplicates)}")
+        return self
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = True
@@ -103,6 +140,7 @@ class GatewayConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("redis_url")

@@ -8,10 +8,13 @@ paths, `..` that climbs out, and symlinks that point out are refused.
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
@@ -67,6 +70,31 @@ class TextChange(BaseModel):
 
     range: Range | None = None
     text: str
+
+
+@dataclass(frozen=True)
+class DocumentSnapshot:
+    """The text of one document as all doors see it now (an open document's unsaved text wins)."""
+
+    path: str  # root-relative POSIX path
+    text: str
+    version: int | None  # None: the file on disk, not open
+    language_id: str
+
+
+class DocumentListener(Protocol):
+    """Told about every open, change and close, whichever door caused it (engines keep in sync this way)."""
+
+    def document_opened(self, snapshot: DocumentSnapshot) -> None: ...
+
+    def document_changed(
+        self, snapshot: DocumentSnapshot, changes: Sequence[TextChange], previous_text: str
+    ) -> None: ...
+
+    def document_closed(self, path: str) -> None: ...
+
+
+log = logging.getLogger("gateway.workspace")
 
 
 class Document:
@@ -139,6 +167,7 @@ class Workspace:
     """A root folder and the documents open in it."""
 
     def __init__(self, root: Path) -> None:
+        self.listeners: list[DocumentListener] = []
         self.root = root.resolve()
         self._root_str = str(self.root)
         self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
@@ -188,7 +217,37 @@ class Workspace:
             text = self.read_disk_text(rel)
         doc = Document(rel, text, version, language_id or guess_language(rel))
         self.documents[rel] = doc
+        snapshot = self._snapshot_of(doc)
+        self._notify(lambda listener: listener.document_opened(snapshot))
         return doc
+
+    def change(self, path: str, changes: Sequence[TextChange], version: int | None = None) -> Document:
+        """Apply `changes` to an open document and tell the listeners."""
+        doc = self.get(path)
+        previous = doc.text
+        doc.apply(changes, version)
+        snapshot = self._snapshot_of(doc)
+        self._notify(lambda listener: listener.document_changed(snapshot, changes, previous))
+        return doc
+
+    def snapshot(self, path: str) -> DocumentSnapshot:
+        """The current text of `path` as a snapshot: the open document, else the file on disk."""
+        rel, target = self.locate(path)
+        doc = self.documents.get(rel)
+        if doc is not None:
+            return self._snapshot_of(doc)
+        return DocumentSnapshot(rel, self._read(target, rel), None, guess_language(rel))
+
+    @staticmethod
+    def _snapshot_of(doc: Document) -> DocumentSnapshot:
+        return DocumentSnapshot(doc.path, doc.text, doc.version, doc.language_id)
+
+    def _notify(self, call: Callable[[DocumentListener], None]) -> None:
+        for listener in list(self.listeners):
+            try:
+                call(listener)
+            except Exception:
+                log.exception("document listener %r failed", listener)
 
     def get(self, path: str) -> Document:
         rel = self.relative(path)
@@ -200,6 +259,7 @@ class Workspace:
     def close(self, path: str) -> Document:
         doc = self.get(path)
         del self.documents[doc.path]
+        self._notify(lambda listener: listener.document_closed(doc.path))
         return doc
 
     def read_disk_text(self, rel: str, max_bytes: int | None = None) -> str:

@@ -106,8 +106,7 @@ def register(registry: Registry) -> None:
 
         Ranges count code points; changes apply in order, each to the result of the one before.
         """
-        doc = ctx.workspace.get(params.path)
-        doc.apply(params.changes, params.version)
+        doc = ctx.workspace.change(params.path, params.changes, params.version)
         await _announce(ctx, "changed", doc)
         return _info(doc)
 

@@ -1,0 +1,1 @@
+"""Code intelligence: engines (managed language servers, jedi, tree-sitter) behind one service."""
