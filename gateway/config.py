@@ -26,6 +26,7 @@ class _Strict(BaseModel):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=0, le=65535)
+    lsp_port: int | None = Field(2087, ge=0, le=65535, description="LSP over TCP; null turns the listener off")
     workspace: Path = Path(".")
     state_dir: Path | None = Field(None, description="Where durable state lives; default <workspace>/.gateway")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Request bodies above this get 413")

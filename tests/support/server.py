@@ -21,6 +21,7 @@ class ServerProcess:
     url: str
     workspace: Path
     lines: list[str] = field(default_factory=list)
+    lsp_url: str | None = None
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> int:
         if self.proc.poll() is None:
@@ -38,7 +39,7 @@ def start_gateway(workspace: Path, *args: str, env: dict[str, str] | None = None
     """Start `gateway serve` on a free port and wait for its `listening http` line."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
-        [*GATEWAY, "serve", "--http-port", "0", "--workspace", str(workspace), *args],
+        [*GATEWAY, "serve", "--http-port", "0", "--lsp-port", "0", "--workspace", str(workspace), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -48,13 +49,18 @@ def start_gateway(workspace: Path, *args: str, env: dict[str, str] | None = None
     lines: list[str] = []
     threading.Thread(target=_pump, args=(proc.stderr, sink, lines), daemon=True).start()
     deadline = time.monotonic() + timeout
+    urls: dict[str, str] = {}
+    expected = {"http", "lsp"}
     while time.monotonic() < deadline:
         try:
             line = sink.get(timeout=max(0.01, deadline - time.monotonic()))
         except queue.Empty:
             break
-        if line.startswith("listening http "):
-            return ServerProcess(proc, line.split()[2], workspace, lines)
+        if line.startswith("listening "):
+            _, door, url = line.split()
+            urls[door] = url
+            if expected <= set(urls):
+                return ServerProcess(proc, urls["http"], workspace, lines, urls.get("lsp"))
     proc.kill()
     raise RuntimeError("gateway did not start:\n" + "".join(lines))
 
