@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .analysis.engine import Engine
+from .analysis.service import AnalysisService
 from .auth import Authenticator
-from .capabilities import documents, files
+from .capabilities import analysis, documents, files
 from .config import GatewayConfig
 from .events import EventBus, InMemoryBus
 from .execution import Core
@@ -25,6 +27,8 @@ from .workspace import Workspace
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from protocols.lsp import LspDoor
 
 log = logging.getLogger("gateway")
 
@@ -45,11 +49,14 @@ class Gateway:
     metrics: Metrics
     authenticator: Authenticator
     limiter: RateLimiter | None
+    analysis: AnalysisService
 
     async def start(self) -> None:
         await self.bus.start()
+        await self.analysis.start()
 
     async def close(self) -> None:
+        await self.analysis.close()
         await self.bus.close()
         if self.limiter is not None:
             await self.limiter.close()
@@ -83,12 +90,36 @@ def build_bus(config: GatewayConfig) -> EventBus:
     return InMemoryBus(queue_size=config.limits.bus_queue_size)
 
 
+def build_engines(config: GatewayConfig, workspace: Workspace) -> list[Engine]:
+    """The analysis engines in the order they are asked: managed servers, jedi, tree-sitter."""
+    engines: list[Engine] = []
+    limiter = asyncio.Semaphore(config.analysis.worker_threads)
+    if config.analysis.servers:
+        # The LSP client lives with the doors (it speaks lsprotocol); only this composition root imports it.
+        from protocols.lsp_client import ManagedServerEngine
+
+        from .analysis.presets import resolve_server
+
+        engines.extend(ManagedServerEngine(resolve_server(s), workspace) for s in config.analysis.servers)
+    if config.analysis.jedi:
+        from .analysis.jedi_engine import JediEngine
+
+        engines.append(JediEngine(workspace, limiter))
+    if config.analysis.tree_sitter:
+        from .analysis.treesitter import TreeSitterEngine
+
+        engines.append(TreeSitterEngine(workspace, config.analysis, limiter))
+    return engines
+
+
 def build_gateway(config: GatewayConfig) -> Gateway:
-    """Wire registry, workspace, bus, auth, limits and middleware from `config`."""
+    """Wire registry, workspace, bus, auth, limits, engines and middleware from `config`."""
     registry = Registry()
+    workspace = Workspace(Path(config.server.workspace))
+    service = AnalysisService(workspace, build_engines(config, workspace))
     documents.register(registry)
     files.register(registry, config.limits)
-    workspace = Workspace(Path(config.server.workspace))
+    analysis.register(registry, service, config.analysis.max_results)
     bus = build_bus(config)
     metrics = Metrics()
     metrics.bind_bus(
@@ -112,20 +143,22 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     ]
     if limiter is not None:
         core.middleware.append(rate_limit_middleware(limiter, metrics))
-    return Gateway(config, registry, workspace, bus, core, metrics, authenticator, limiter)
+    return Gateway(config, registry, workspace, bus, core, metrics, authenticator, limiter, service)
 
 
 def announce(door: str, url: str) -> None:
     print(f"listening {door} {url}", file=sys.stderr, flush=True)
 
 
-async def start_http(gw: Gateway) -> tuple[web.AppRunner, str]:
-    """Start the one HTTP listener (REST now; later doors add routes) and return its URL."""
+async def start_http(gw: Gateway, lsp_door: LspDoor) -> tuple[web.AppRunner, str]:
+    """Start the one HTTP listener (REST, LSP over WebSocket at /lsp) and return its URL."""
     from aiohttp import web
 
     from protocols.rest import create_app
+    from protocols.rest.server import add_lsp_websocket
 
     app = create_app(gw)
+    add_lsp_websocket(app, lsp_door)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     server = runner.server
@@ -136,9 +169,24 @@ async def start_http(gw: Gateway) -> tuple[web.AppRunner, str]:
     port = gw.config.server.http_port
     if port == 0:
         port = _bound_port(runner, port)
-    host = gw.config.server.host
-    shown = f"[{host}]" if ":" in host else host
-    return runner, f"http://{shown}:{port}"
+    return runner, f"http://{_shown(gw.config.server.host)}:{port}"
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def run_lsp_stdio(config: GatewayConfig) -> int:
+    """`gateway lsp`: the LSP door over this process's stdin and stdout."""
+    from protocols.lsp import run_stdio
+
+    gw = build_gateway(config)
+    await gw.start()
+    try:
+        return await run_stdio(gw)
+    finally:
+        await gw.core.drain(1.0)
+        await gw.close()
 
 
 def _bound_port(runner: web.AppRunner, default: int) -> int:
@@ -158,13 +206,20 @@ async def serve(config: GatewayConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runner: web.AppRunner | None = None
+    from protocols.lsp import LspDoor
+
+    lsp_door = LspDoor(gw)
     try:
-        runner, url = await start_http(gw)
+        runner, url = await start_http(gw, lsp_door)
         announce("http", url)
+        if config.server.lsp_port is not None:
+            port = await lsp_door.start_tcp(config.server.host, config.server.lsp_port)
+            announce("lsp", f"tcp://{_shown(config.server.host)}:{port}")
         await stop.wait()
         log.info("shutting down: no new requests; waiting for running executions")
         for site in list(runner.sites):
             await site.stop()
+        await lsp_door.stop_tcp()
         cancelled = await gw.core.drain(config.server.shutdown_grace_seconds)
         if cancelled:
             log.warning("cancelled %d executions that outlived the shutdown grace period", cancelled)

@@ -46,6 +46,8 @@ def setup_logging(config: GatewayConfig) -> None:
     root.handlers[:] = [handler]
     root.setLevel(config.logging.level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # pygls logs every message it sends at INFO; keep our log about our events.
+    logging.getLogger("pygls").setLevel(max(logging.WARNING, root.level))
 
 
 def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -56,6 +58,8 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         server["host"] = args.host
     if args.http_port is not None:
         server["http_port"] = args.http_port
+    if getattr(args, "lsp_port", None) is not None:
+        server["lsp_port"] = args.lsp_port
     return {"server": server} if server else {}
 
 
@@ -76,6 +80,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"gateway: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def cmd_lsp(args: argparse.Namespace) -> int:
+    from .app import run_lsp_stdio
+
+    overrides = {"server": {"workspace": str(args.workspace)}} if args.workspace is not None else None
+    config = _load(args, overrides)
+    setup_logging(config)
+    return asyncio.run(run_lsp_stdio(config))
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -111,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workspace", type=Path, help="workspace root (default: current directory)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, help="HTTP port (default 8765; 0 picks a free port)")
+    serve.add_argument("--lsp-port", type=int, help="LSP over TCP port (default 2087; 0 picks a free port)")
     serve.set_defaults(func=cmd_serve)
+
+    lsp_cmd = sub.add_parser("lsp", help="serve LSP over stdio (for an editor to launch)")
+    lsp_cmd.add_argument("--config", type=Path, help="TOML config file")
+    lsp_cmd.add_argument("--workspace", type=Path, help="workspace root (default: current directory)")
+    lsp_cmd.set_defaults(func=cmd_lsp)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)

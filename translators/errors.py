@@ -68,3 +68,31 @@ def problem_from_error(error: e.GatewayError) -> tuple[int, dict[str, Any]]:
     """Status and problem body for a core error; `data` fields become extension members."""
     status = rest_status(error)
     return status, problem(status, error.code, error.message, **error.data)
+
+
+# LSP: JSON-RPC error codes for each core error (LSP 3.17 codes where the spec has one).
+LSP_REQUEST_FAILED = -32803
+LSP_CODES: dict[type[e.GatewayError], int] = {
+    e.InvalidParams: -32602,
+    e.NotFound: -32602,
+    e.Unsupported: -32601,
+    e.Cancelled: -32800,
+    e.ContentModified: -32801,
+    e.Timeout: LSP_REQUEST_FAILED,
+    e.UpstreamFailure: LSP_REQUEST_FAILED,
+    e.ToolFailed: LSP_REQUEST_FAILED,
+    e.Unauthorized: LSP_REQUEST_FAILED,
+    e.Forbidden: LSP_REQUEST_FAILED,
+    e.PathOutsideRoot: LSP_REQUEST_FAILED,
+    e.RateLimited: LSP_REQUEST_FAILED,
+    e.PayloadTooLarge: -32600,
+    e.Internal: -32603,
+}
+
+
+def lsp_code(error: e.GatewayError) -> int:
+    """The JSON-RPC error code for `error` on the LSP door."""
+    for cls in type(error).__mro__:
+        if cls in LSP_CODES:
+            return LSP_CODES[cls]
+    return -32603

@@ -28,6 +28,7 @@ GATEWAY_KEY = web.AppKey("gateway", Gateway)
 IDENTITY = "gateway.identity"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 PROBLEM = "application/problem+json"
+SOCKET_PATHS = frozenset({"/lsp", "/ws"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -76,7 +77,10 @@ def auth_middleware_for(gw: Gateway) -> Any:
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
-        identity = gw.authenticator.authenticate(request.headers.get("Authorization"))
+        header = request.headers.get("Authorization")
+        if header is None and request.path in SOCKET_PATHS and "token" in request.query:
+            header = f"Bearer {request.query['token']}"  # browsers cannot set headers on a WebSocket
+        identity = gw.authenticator.authenticate(header)
         request[IDENTITY] = identity
         return await handler(request)
 
@@ -320,3 +324,15 @@ def create_app(gw: Gateway) -> web.Application:
     app.router.add_get("/readyz", door.readyz)
     app.router.add_get("/metrics", door.metrics)
     return app
+
+
+def add_lsp_websocket(app: web.Application, lsp_door: Any) -> None:
+    """LSP over WebSocket at /lsp: one JSON-RPC message per frame, one session per socket."""
+
+    async def lsp_socket(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=32 * 1024 * 1024)
+        await ws.prepare(request)
+        await lsp_door.handle_websocket(ws, _identity(request))
+        return ws
+
+    app.router.add_get("/lsp", lsp_socket)

@@ -1,0 +1,639 @@
+"""One LSP session: a pygls server object per connection, its features derived from the registry.
+
+Every request becomes a core execution; results and errors go back through `translators.lsp` and the
+LSP error table. Document sync goes into the core's shared document store, so MCP and REST callers see
+the editor's unsaved text, and edits by other doors refresh this editor's diagnostics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lsprotocol import types as lsp
+from pydantic import BaseModel
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+from gateway import __version__
+from gateway.analysis import models
+from gateway.errors import GatewayError, Unauthorized
+from gateway.execution import CallContext, ProgressReport
+from gateway.identity import Identity
+from gateway.registry import Door
+from gateway.workspace import Document, TextChange
+from translators.errors import lsp_code
+from translators.lsp import LspConverter, path_to_uri, uri_to_path
+from translators.positions import Encoding
+
+if TYPE_CHECKING:
+    from .door import LspDoor
+
+log = logging.getLogger("gateway.lsp")
+
+T = TypeVar("T")
+COMMAND_PREFIX = "gateway."
+DIAGNOSTICS_DEBOUNCE = 0.15
+COMPLETION_LIMIT = 1000
+
+
+SYNC_METHODS = frozenset({lsp.TEXT_DOCUMENT_DID_OPEN, lsp.TEXT_DOCUMENT_DID_CHANGE, lsp.TEXT_DOCUMENT_DID_CLOSE})
+
+
+def _plain(
+    method: Callable[[Any], Awaitable[Any]], before: Callable[[], Awaitable[None]] | None = None
+) -> Callable[[Any], Awaitable[Any]]:
+    """A plain function around a bound method (pygls stores attributes on its handlers); `before` runs first."""
+
+    async def handler(params: Any) -> Any:
+        if before is not None:
+            await before()
+        return await method(params)
+
+    handler.__name__ = getattr(method, "__name__", "handler")
+    return handler
+
+
+class SessionProtocol(LanguageServerProtocol):
+    """pygls' protocol, except that `exit` ends this session instead of the whole process."""
+
+    def handle_message(self, message: Any) -> None:
+        """Document sync is applied in arrival order, before any later request runs (pygls would run
+        its notification handlers a step later than requests that arrive right after them)."""
+        server = self._server
+        method = getattr(message, "method", None)
+        if method in SYNC_METHODS and isinstance(server, GatewaySession) and not self._shutdown:
+            server.sync(method, message.params)
+            return
+        super().handle_message(message)
+
+    @lsp_method(lsp.EXIT)
+    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
+        server = self._server
+        if isinstance(server, GatewaySession):
+            server.end(0 if self._shutdown else 1)
+        yield from ()
+
+
+class GatewaySession(LanguageServer):
+    """The LSP server object of one connection."""
+
+    def __init__(self, door: LspDoor, identity: Identity, transport: str) -> None:
+        super().__init__(
+            "gateway",
+            __version__,
+            text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+            protocol_cls=SessionProtocol,
+        )
+        self.door = door
+        self.gw = door.gw
+        self.identity = identity
+        self.transport = transport
+        self.session_id = uuid.uuid4().hex[:12]
+        self.open_paths: set[str] = set()
+        self.ended = asyncio.Event()
+        self.exit_code: int | None = None
+        self.pull_diagnostics = False
+        self._diagnostic_tasks: dict[str, asyncio.Task[None]] = {}
+        self._watch_task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Future[Any] | None = None
+        self._sync_tail: asyncio.Future[None] | None = None
+        self._register()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def end(self, code: int = 0) -> None:
+        """Finish this session (exit, disconnect or a failed initialize); other sessions are untouched."""
+        if self.ended.is_set():
+            return
+        self.exit_code = code
+        self.ended.set()
+        writer = self.protocol.writer
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                res = writer.close()
+                if res is not None:
+                    self._closing = asyncio.ensure_future(res)
+
+    async def cleanup(self) -> None:
+        """Release what the session held: its open documents, timers and the bus subscription."""
+        for task in [*self._diagnostic_tasks.values(), self._watch_task]:
+            if task is not None:
+                task.cancel()
+        for path in list(self.open_paths):
+            await self.door.release_document(self, path)
+        self.open_paths.clear()
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Log out-of-band errors and tell the client in its log, never with a traceback."""
+        log.warning("lsp session %s: %s", self.session_id, error)
+        with contextlib.suppress(Exception):
+            self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Warning, message=str(error)[:500]))
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    @property
+    def encoding(self) -> Encoding:
+        kind = self.workspace.position_encoding if self.protocol._workspace is not None else None
+        value = str(getattr(kind, "value", kind) or "utf-16")
+        return value if value in ("utf-8", "utf-16", "utf-32") else "utf-16"  # type: ignore[return-value]
+
+    def converter(self) -> LspConverter:
+        """A converter for one request: line texts come from the store (open documents) or the disk."""
+        workspace = self.gw.workspace
+        cache: dict[str, list[str]] = {}
+
+        def line_text(path: str, line: int) -> str | None:
+            doc = workspace.documents.get(path)
+            if doc is not None:
+                return doc.line(line)
+            lines = cache.get(path)
+            if lines is None:
+                try:
+                    lines = Document(path, workspace.read_disk_text(path), 0, "").text.splitlines()
+                except GatewayError:
+                    lines = []
+                cache[path] = lines
+            return lines[line] if 0 <= line < len(lines) else None
+
+        root = str(workspace.root)
+        return LspConverter(
+            encoding=self.encoding,
+            line_text=line_text,
+            path_of_uri=lambda uri: uri_to_path(root, uri),
+            uri_of_path=lambda path: path_to_uri(root, path),
+        )
+
+    def path_of(self, uri: str) -> str | None:
+        return uri_to_path(str(self.gw.workspace.root), uri)
+
+    def call(self, *, progress_token: lsp.ProgressToken | None = None) -> CallContext:
+        on_progress = None
+        if progress_token is not None:
+            token = progress_token
+
+            def on_progress(report: ProgressReport) -> None:
+                self._progress_report(token, report)
+
+        return CallContext(
+            identity=self.identity, door=Door.LSP, on_progress=on_progress, meta={"session": self.session_id}
+        )
+
+    async def run(
+        self, capability: str, params: dict[str, Any], progress_token: lsp.ProgressToken | None = None
+    ) -> Any:
+        """Execute a capability for this session; core errors become JSON-RPC errors (no traceback)."""
+        if progress_token is not None:
+            self._progress_begin(progress_token, capability)
+        try:
+            return await self.gw.core.execute(self.call(progress_token=progress_token), capability, params)
+        except GatewayError as exc:
+            raise JsonRpcException(message=exc.message, code=lsp_code(exc)) from None
+        except (asyncio.CancelledError, JsonRpcException):
+            raise
+        except Exception:
+            log.exception("lsp: %s failed", capability)
+            raise JsonRpcException(message="internal error; see the gateway log", code=-32603) from None
+        finally:
+            if progress_token is not None:
+                self._progress_end(progress_token)
+
+    def _progress_begin(self, token: lsp.ProgressToken, title: str) -> None:
+        with contextlib.suppress(Exception):
+            self.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(title=title, cancellable=True))
+
+    def _progress_report(self, token: lsp.ProgressToken, report: ProgressReport) -> None:
+        pct = int(report.percentage) if report.percentage is not None else None
+        with contextlib.suppress(Exception):
+            self.work_done_progress.report(token, lsp.WorkDoneProgressReport(message=report.message, percentage=pct))
+
+    def _progress_end(self, token: lsp.ProgressToken) -> None:
+        with contextlib.suppress(Exception):
+            self.work_done_progress.end(token, lsp.WorkDoneProgressEnd())
+
+    def _supports(self, *path: str) -> bool:
+        node: Any = self.client_capabilities
+        for part in path:
+            node = getattr(node, part, None)
+            if node is None:
+                return False
+        return bool(node)
+
+    # -- features ----------------------------------------------------------------------------------
+    def _register(self) -> None:
+        registry = self.gw.registry
+        methods = {c.lsp_method: c.name for c in registry.for_door(Door.LSP) if c.lsp_method}
+        self.feature(lsp.INITIALIZE)(_plain(self._initialize))
+        self.feature(lsp.INITIALIZED)(_plain(self._initialized))
+        self.feature(lsp.TEXT_DOCUMENT_DID_SAVE)(_plain(self._did_save))
+        table: dict[str, tuple[str, Callable[..., Any], Any]] = {
+            "textDocument/completion": (
+                lsp.TEXT_DOCUMENT_COMPLETION,
+                self._completion,
+                lsp.CompletionOptions(trigger_characters=["."], resolve_provider=True),
+            ),
+            "textDocument/hover": (lsp.TEXT_DOCUMENT_HOVER, self._hover, None),
+            "textDocument/definition": (lsp.TEXT_DOCUMENT_DEFINITION, self._definition, None),
+            "textDocument/references": (lsp.TEXT_DOCUMENT_REFERENCES, self._references, None),
+            "textDocument/implementation": (lsp.TEXT_DOCUMENT_IMPLEMENTATION, self._implementation, None),
+            "textDocument/documentSymbol": (lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL, self._document_symbol, None),
+            "workspace/symbol": (lsp.WORKSPACE_SYMBOL, self._workspace_symbol, None),
+            "textDocument/signatureHelp": (
+                lsp.TEXT_DOCUMENT_SIGNATURE_HELP,
+                self._signature_help,
+                lsp.SignatureHelpOptions(trigger_characters=["(", ","]),
+            ),
+            "textDocument/rename": (
+                lsp.TEXT_DOCUMENT_RENAME,
+                self._rename,
+                lsp.RenameOptions(prepare_provider=True),
+            ),
+            "textDocument/prepareCallHierarchy": (
+                lsp.TEXT_DOCUMENT_PREPARE_CALL_HIERARCHY,
+                self._prepare_call_hierarchy,
+                None,
+            ),
+            "textDocument/diagnostic": (
+                lsp.TEXT_DOCUMENT_DIAGNOSTIC,
+                self._pull_diagnostics,
+                lsp.DiagnosticOptions(inter_file_dependencies=True, workspace_diagnostics=False),
+            ),
+        }
+        for method, (lsp_name, handler, options) in table.items():
+            if method not in methods:
+                continue
+            self.feature(lsp_name, options)(_plain(handler, self.synced))
+        if "textDocument/completion" in methods:
+            self.feature(lsp.COMPLETION_ITEM_RESOLVE)(_plain(self._completion_resolve, self.synced))
+        if "textDocument/rename" in methods:
+            self.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)(_plain(self._prepare_rename, self.synced))
+        if "textDocument/prepareCallHierarchy" in methods:
+            self.feature(lsp.CALL_HIERARCHY_INCOMING_CALLS)(_plain(self._incoming_calls, self.synced))
+            self.feature(lsp.CALL_HIERARCHY_OUTGOING_CALLS)(_plain(self._outgoing_calls, self.synced))
+        self.feature(lsp.TEXT_DOCUMENT_CODE_ACTION)(_plain(self._code_action, self.synced))
+        for cap in registry.for_door(Door.LSP):
+            self.command(COMMAND_PREFIX + cap.name)(self._command_handler(cap.name))
+
+    async def _initialize(self, params: lsp.InitializeParams) -> None:
+        options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
+        if self.door.auth_required(self.transport):
+            token = options.get("token") if isinstance(options.get("token"), str) else None
+            try:
+                self.identity = self.gw.authenticator.authenticate(f"Bearer {token}" if token else None)
+            except Unauthorized as exc:
+                asyncio.get_running_loop().call_later(0.05, self.end, 1)
+                raise JsonRpcException(message=f"unauthorized: {exc.message}", code=-32001) from None
+        self.pull_diagnostics = self._supports("text_document", "diagnostic")
+
+    async def _initialized(self, params: lsp.InitializedParams) -> None:
+        self._watch_task = asyncio.create_task(self._watch_documents())
+
+    async def _watch_documents(self) -> None:
+        """Refresh this editor's diagnostics when another door edits a document it has open."""
+        with self.gw.bus.subscribe("documents") as sub:
+            async for event in sub:
+                path = event.data.get("path")
+                if path in self.open_paths and event.data.get("session") != self.session_id:
+                    self._schedule_diagnostics(path)
+
+    # -- document sync ---------------------------------------------------------------------------------
+    def sync(self, method: str, params: Any) -> None:
+        """Queue a didOpen/didChange/didClose behind the ones before it; requests wait for the queue."""
+        handler = {
+            lsp.TEXT_DOCUMENT_DID_OPEN: self._did_open,
+            lsp.TEXT_DOCUMENT_DID_CHANGE: self._did_change,
+            lsp.TEXT_DOCUMENT_DID_CLOSE: self._did_close,
+        }[method]
+        previous = self._sync_tail
+
+        async def step() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            try:
+                await handler(params)
+            except Exception:
+                log.exception("lsp: %s failed", method)
+
+        self._sync_tail = asyncio.ensure_future(step())
+
+    async def synced(self) -> None:
+        """Wait until every document notification received so far has been applied."""
+        tail = self._sync_tail
+        if tail is not None and not tail.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(tail)
+
+    async def _did_open(self, params: lsp.DidOpenTextDocumentParams) -> None:
+        item = params.text_document
+        path = self.path_of(item.uri)
+        if path is None:
+            self.window_log_message(
+                lsp.LogMessageParams(type=lsp.MessageType.Info, message=f"{item.uri} is outside the workspace")
+            )
+            return
+        await self.door.acquire_document(self, path, item.text, item.version, item.language_id)
+        self._schedule_diagnostics(path)
+
+    async def _did_change(self, params: lsp.DidChangeTextDocumentParams) -> None:
+        path = self.path_of(params.text_document.uri)
+        if path is None or path not in self.open_paths:
+            return
+        doc = self.gw.workspace.documents.get(path)
+        if doc is None:
+            return
+        changes = self._changes_from_lsp(path, doc.text, params.content_changes)
+        try:
+            await self.gw.core.execute(
+                self.call(),
+                "change_document",
+                {"path": path, "version": params.text_document.version, "changes": changes},
+            )
+        except GatewayError as exc:
+            self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Warning, message=exc.message))
+            return
+        self._schedule_diagnostics(path)
+
+    def _changes_from_lsp(self, path: str, text: str, changes: Any) -> list[dict[str, Any]]:
+        """LSP content changes (client encoding, each against the text before it) as core changes."""
+        scratch = Document(path, text, 0, "")
+        out: list[dict[str, Any]] = []
+        for change in changes:
+            if isinstance(change, lsp.TextDocumentContentChangePartial):
+                conv = LspConverter(
+                    encoding=self.encoding,
+                    line_text=lambda _p, line: scratch.line(line),
+                    path_of_uri=lambda uri: None,
+                    uri_of_path=lambda p: p,
+                )
+                rng = conv.range_from_lsp(path, change.range)
+                core_change = TextChange(range=rng, text=change.text)
+            else:
+                core_change = TextChange(text=change.text)
+            scratch.apply([core_change])
+            out.append(core_change.model_dump())
+        return out
+
+    async def _did_close(self, params: lsp.DidCloseTextDocumentParams) -> None:
+        path = self.path_of(params.text_document.uri)
+        if path is None or path not in self.open_paths:
+            return
+        task = self._diagnostic_tasks.pop(path, None)
+        if task is not None:
+            task.cancel()
+        await self.door.release_document(self, path)
+        if not self.pull_diagnostics:
+            self.text_document_publish_diagnostics(
+                lsp.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[])
+            )
+
+    async def _did_save(self, params: lsp.DidSaveTextDocumentParams) -> None:
+        path = self.path_of(params.text_document.uri)
+        if path is not None and path in self.open_paths:
+            self._schedule_diagnostics(path)
+
+    # -- diagnostics -------------------------------------------------------------------------------------
+    def _schedule_diagnostics(self, path: str) -> None:
+        if self.pull_diagnostics:
+            with contextlib.suppress(Exception):
+                self.workspace_diagnostic_refresh(None)
+            return
+        old = self._diagnostic_tasks.get(path)
+        if old is not None:
+            old.cancel()
+        self._diagnostic_tasks[path] = asyncio.create_task(self._publish_diagnostics(path))
+
+    async def _publish_diagnostics(self, path: str) -> None:
+        await asyncio.sleep(DIAGNOSTICS_DEBOUNCE)  # debounce: a burst of edits gets one computation
+        try:
+            result = await self.gw.core.execute(self.call(), "diagnostics", {"path": path, "limit": 1000})
+        except GatewayError as exc:
+            log.debug("diagnostics for %s failed: %s", path, exc.message)
+            return
+        data = result.model_dump()
+        conv = self.converter()
+        diagnostics = [conv.diagnostic_to_lsp(path, models.Diagnostic.model_validate(d)) for d in data["items"]]
+        self.text_document_publish_diagnostics(
+            lsp.PublishDiagnosticsParams(uri=conv.uri_of_path(path), diagnostics=diagnostics, version=data["version"])
+        )
+
+    async def _pull_diagnostics(self, params: lsp.DocumentDiagnosticParams) -> lsp.RelatedFullDocumentDiagnosticReport:
+        path = self._require_path(params.text_document.uri)
+        result = await self.run("diagnostics", {"path": path, "limit": 1000}, params.work_done_token)
+        conv = self.converter()
+        items = [conv.diagnostic_to_lsp(path, d) for d in result.items]
+        return lsp.RelatedFullDocumentDiagnosticReport(items=items)
+
+    # -- requests ------------------------------------------------------------------------------------------
+    def _require_path(self, uri: str) -> str:
+        path = self.path_of(uri)
+        if path is None:
+            raise JsonRpcException(message=f"{uri} is outside the workspace", code=-32602)
+        return path
+
+    def _position_params(self, doc: lsp.TextDocumentIdentifier, pos: lsp.Position) -> dict[str, Any]:
+        path = self._require_path(doc.uri)
+        core = self.converter().position_from_lsp(path, pos)
+        return {"path": path, "line": core.line, "character": core.character}
+
+    async def _completion(self, params: lsp.CompletionParams) -> lsp.CompletionList:
+        args = self._position_params(params.text_document, params.position)
+        result = await self.run("complete", {**args, "limit": COMPLETION_LIMIT}, params.work_done_token)
+        conv = self.converter()
+        items = []
+        for item in result.items:
+            lsp_item = conv.completion_item_to_lsp(args["path"], item)
+            lsp_item.data = {"path": args["path"], "line": args["line"], "character": args["character"]}
+            items.append(lsp_item)
+        return lsp.CompletionList(is_incomplete=result.next_cursor is not None, items=items)
+
+    async def _completion_resolve(self, item: lsp.CompletionItem) -> lsp.CompletionItem:
+        return item  # items already carry their detail and documentation
+
+    async def _hover(self, params: lsp.HoverParams) -> lsp.Hover | None:
+        args = self._position_params(params.text_document, params.position)
+        result = await self.run("hover", args, params.work_done_token)
+        if result.hover is None:
+            return None
+        return self.converter().hover_to_lsp(args["path"], result.hover)
+
+    async def _locations(self, capability: str, args: dict[str, Any], token: Any) -> list[lsp.Location]:
+        items: list[lsp.Location] = []
+        cursor = None
+        conv = self.converter()
+        while True:
+            result = await self.run(capability, {**args, "limit": 1000, "cursor": cursor}, token)
+            items.extend(conv.location_to_lsp(loc) for loc in result.items)
+            cursor = result.next_cursor
+            if cursor is None:
+                return items
+
+    async def _definition(self, params: lsp.DefinitionParams) -> list[lsp.Location]:
+        args = self._position_params(params.text_document, params.position)
+        return await self._locations("definition", args, params.work_done_token)
+
+    async def _implementation(self, params: lsp.ImplementationParams) -> list[lsp.Location]:
+        args = self._position_params(params.text_document, params.position)
+        return await self._locations("implementations", args, params.work_done_token)
+
+    async def _references(self, params: lsp.ReferenceParams) -> list[lsp.Location]:
+        args = self._position_params(params.text_document, params.position)
+        args["include_declaration"] = params.context.include_declaration
+        return await self._locations("references", args, params.work_done_token)
+
+    async def _document_symbol(
+        self, params: lsp.DocumentSymbolParams
+    ) -> list[lsp.DocumentSymbol] | list[lsp.SymbolInformation]:
+        path = self._require_path(params.text_document.uri)
+        result = await self.run("document_symbols", {"path": path, "limit": 1000}, params.work_done_token)
+        conv = self.converter()
+        if self._supports("text_document", "document_symbol", "hierarchical_document_symbol_support"):
+            return [conv.document_symbol_to_lsp(path, s) for s in result.items]
+        flat: list[lsp.SymbolInformation] = []
+
+        def walk(symbol: models.DocumentSymbol, container: str | None) -> None:
+            info = models.SymbolInfo(
+                name=symbol.name,
+                kind=symbol.kind,
+                location=models.Location(path=path, range=symbol.selection_range),
+                container=container,
+            )
+            flat.append(conv.symbol_info_to_lsp(info))
+            for child in symbol.children:
+                walk(child, symbol.name if container is None else f"{container}.{symbol.name}")
+
+        for symbol in result.items:
+            walk(symbol, None)
+        return flat
+
+    async def _workspace_symbol(self, params: lsp.WorkspaceSymbolParams) -> list[lsp.SymbolInformation]:
+        result = await self.run("workspace_symbols", {"query": params.query, "limit": 1000}, params.work_done_token)
+        conv = self.converter()
+        return [conv.symbol_info_to_lsp(s) for s in result.items]
+
+    async def _signature_help(self, params: lsp.SignatureHelpParams) -> lsp.SignatureHelp | None:
+        args = self._position_params(params.text_document, params.position)
+        result = await self.run("signature_help", args, params.work_done_token)
+        if result.signature_help is None:
+            return None
+        return self.converter().signature_help_to_lsp(result.signature_help)
+
+    async def _prepare_rename(self, params: lsp.PrepareRenameParams) -> lsp.Range | None:
+        args = self._position_params(params.text_document, params.position)
+        doc = self.gw.workspace.snapshot(args["path"])
+        line = Document(doc.path, doc.text, 0, "").line(args["line"])
+        start = end = min(args["character"], len(line))
+        while start > 0 and (line[start - 1].isalnum() or line[start - 1] == "_"):
+            start -= 1
+        while end < len(line) and (line[end].isalnum() or line[end] == "_"):
+            end += 1
+        if start == end:
+            return None
+        rng = models.Range(
+            start=models.Position(line=args["line"], character=start),
+            end=models.Position(line=args["line"], character=end),
+        )
+        return self.converter().range_to_lsp(args["path"], rng)
+
+    async def _rename(self, params: lsp.RenameParams) -> lsp.WorkspaceEdit | None:
+        args = self._position_params(params.text_document, params.position)
+        result = await self.run("rename", {**args, "new_name": params.new_name}, params.work_done_token)
+        if result.edit is None:
+            return None
+        return self.converter().workspace_edit_to_lsp(result.edit)
+
+    async def _prepare_call_hierarchy(
+        self, params: lsp.CallHierarchyPrepareParams
+    ) -> list[lsp.CallHierarchyItem] | None:
+        args = self._position_params(params.text_document, params.position)
+        rng = await self._prepare_rename(
+            lsp.PrepareRenameParams(text_document=params.text_document, position=params.position)
+        )
+        if rng is None:
+            return None
+        doc = self.gw.workspace.snapshot(args["path"])
+        line_text = Document(doc.path, doc.text, 0, "").line(args["line"])
+        conv = self.converter()
+        core = conv.range_from_lsp(args["path"], rng)
+        name = line_text[core.start.character : core.end.character]
+        return [
+            lsp.CallHierarchyItem(
+                name=name,
+                kind=lsp.SymbolKind.Function,
+                uri=params.text_document.uri,
+                range=rng,
+                selection_range=rng,
+                data=args,
+            )
+        ]
+
+    async def _calls(self, item: lsp.CallHierarchyItem, direction: str, token: Any) -> list[Any]:
+        data = item.data if isinstance(item.data, dict) else None
+        if data is None:
+            path = self._require_path(item.uri)
+            pos = self.converter().position_from_lsp(path, item.selection_range.start)
+            data = {"path": path, "line": pos.line, "character": pos.character}
+        result = await self.run("call_hierarchy", {**data, "direction": direction, "limit": 1000}, token)
+        conv = self.converter()
+        out: list[Any] = []
+        for call in result.items:
+            target = conv.call_hierarchy_item_to_lsp(call.item)
+            if direction == "incoming":
+                ranges = [conv.range_to_lsp(call.item.path, r) for r in call.from_ranges]
+                out.append(lsp.CallHierarchyIncomingCall(from_=target, from_ranges=ranges))
+            else:
+                ranges = [conv.range_to_lsp(data["path"], r) for r in call.from_ranges]
+                out.append(lsp.CallHierarchyOutgoingCall(to=target, from_ranges=ranges))
+        return out
+
+    async def _incoming_calls(
+        self, params: lsp.CallHierarchyIncomingCallsParams
+    ) -> list[lsp.CallHierarchyIncomingCall]:
+        return await self._calls(params.item, "incoming", params.work_done_token)
+
+    async def _outgoing_calls(
+        self, params: lsp.CallHierarchyOutgoingCallsParams
+    ) -> list[lsp.CallHierarchyOutgoingCall]:
+        return await self._calls(params.item, "outgoing", params.work_done_token)
+
+    async def _code_action(self, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+        """Offer the registry's tools tagged `code_action` for the file (and position) at hand."""
+        path = self.path_of(params.text_document.uri)
+        if path is None:
+            return []
+        start = self.converter().position_from_lsp(path, params.range.start)
+        actions = []
+        for cap in self.gw.registry.for_door(Door.LSP):
+            if "code_action" not in cap.tags:
+                continue
+            fields = cap.params_model.model_fields
+            args: dict[str, Any] = {"path": path} if "path" in fields else {}
+            if "line" in fields and "character" in fields:
+                args.update(line=start.line, character=start.character)
+            actions.append(
+                lsp.CodeAction(
+                    title=cap.summary,
+                    kind=lsp.CodeActionKind.Source,
+                    command=lsp.Command(title=cap.summary, command=COMMAND_PREFIX + cap.name, arguments=[args]),
+                )
+            )
+        return actions
+
+    def _command_handler(self, capability: str) -> Callable[..., Awaitable[Any]]:
+        async def handler(*args: Any) -> Any:
+            await self.synced()
+            params = args[0] if args and isinstance(args[0], dict) else {}
+            token: lsp.ProgressToken | None = None
+            if self._supports("window", "work_done_progress"):
+                token = f"gateway-{uuid.uuid4().hex}"
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.work_done_progress.create_async(token), 5)
+            result = await self.run(capability, params, token)
+            return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+        handler.__name__ = f"command_{capability}"
+        return handler
