@@ -303,11 +303,11 @@ class GatewaySession(LanguageServer):
     # -- document sync ---------------------------------------------------------------------------------
     def sync(self, method: str, params: Any) -> None:
         """Queue a didOpen/didChange/didClose behind the ones before it; requests wait for the queue."""
-        handler = {
+        handler: Callable[[Any], Awaitable[None]] = {
             lsp.TEXT_DOCUMENT_DID_OPEN: self._did_open,
             lsp.TEXT_DOCUMENT_DID_CHANGE: self._did_change,
             lsp.TEXT_DOCUMENT_DID_CLOSE: self._did_close,
-        }[method]
+        }[method]  # type: ignore[assignment]
         previous = self._sync_tail
 
         async def step() -> None:

@@ -257,7 +257,7 @@ async def test_execute_command_with_progress_and_errors(
     assert client.progress_reports, "work done progress was reported"
     reports = next(iter(client.progress_reports.values()))
     assert isinstance(reports[0], lsp.WorkDoneProgressBegin) and isinstance(reports[-1], lsp.WorkDoneProgressEnd)
-    with pytest.raises(Exception, match="outside|leaves the workspace"):
+    with pytest.raises(Exception, match=r"outside|leaves the workspace"):
         await client.workspace_execute_command_async(
             lsp.ExecuteCommandParams(command="gateway.read_file", arguments=[{"path": "../../etc/passwd"}])
         )
