@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lsprotocol import types as lsp
@@ -47,14 +47,17 @@ SYNC_METHODS = frozenset({lsp.TEXT_DOCUMENT_DID_OPEN, lsp.TEXT_DOCUMENT_DID_CHAN
 
 
 def _plain(
-    method: Callable[[Any], Awaitable[Any]], before: Callable[[], Awaitable[None]] | None = None
+    method: Callable[[Any], Awaitable[Any]], session: GatewaySession | None = None
 ) -> Callable[[Any], Awaitable[Any]]:
-    """A plain function around a bound method (pygls stores attributes on its handlers); `before` runs first."""
+    """A plain function around a bound method (pygls stores attributes on its handlers). With `session`,
+    the request waits for pending document sync first and can be cancelled by `$/cancelRequest`."""
 
     async def handler(params: Any) -> Any:
-        if before is not None:
-            await before()
-        return await method(params)
+        if session is None:
+            return await method(params)
+        async with session.in_flight():
+            await session.synced()
+            return await method(params)
 
     handler.__name__ = getattr(method, "__name__", "handler")
     return handler
@@ -72,6 +75,16 @@ class SessionProtocol(LanguageServerProtocol):
             server.sync(method, message.params)
             return
         super().handle_message(message)
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        # pygls cancels only the outer future of generator-based methods (workspace/executeCommand), not
+        # the handler it runs; cancel our own task for the request too, so the execution stops.
+        server = self._server
+        if isinstance(server, GatewaySession):
+            task = server.requests.pop(msg_id, None)
+            if task is not None:
+                task.cancel()
+        super()._handle_cancel_notification(msg_id)
 
     @lsp_method(lsp.EXIT)
     def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
@@ -104,6 +117,7 @@ class GatewaySession(LanguageServer):
         self._watch_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[Any] | None = None
         self._sync_tail: asyncio.Future[None] | None = None
+        self.requests: dict[Any, asyncio.Task[Any]] = {}
         self._register()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -266,15 +280,15 @@ class GatewaySession(LanguageServer):
         for method, (lsp_name, handler, options) in table.items():
             if method not in methods:
                 continue
-            self.feature(lsp_name, options)(_plain(handler, self.synced))
+            self.feature(lsp_name, options)(_plain(handler, self))
         if "textDocument/completion" in methods:
-            self.feature(lsp.COMPLETION_ITEM_RESOLVE)(_plain(self._completion_resolve, self.synced))
+            self.feature(lsp.COMPLETION_ITEM_RESOLVE)(_plain(self._completion_resolve, self))
         if "textDocument/rename" in methods:
-            self.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)(_plain(self._prepare_rename, self.synced))
+            self.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)(_plain(self._prepare_rename, self))
         if "textDocument/prepareCallHierarchy" in methods:
-            self.feature(lsp.CALL_HIERARCHY_INCOMING_CALLS)(_plain(self._incoming_calls, self.synced))
-            self.feature(lsp.CALL_HIERARCHY_OUTGOING_CALLS)(_plain(self._outgoing_calls, self.synced))
-        self.feature(lsp.TEXT_DOCUMENT_CODE_ACTION)(_plain(self._code_action, self.synced))
+            self.feature(lsp.CALL_HIERARCHY_INCOMING_CALLS)(_plain(self._incoming_calls, self))
+            self.feature(lsp.CALL_HIERARCHY_OUTGOING_CALLS)(_plain(self._outgoing_calls, self))
+        self.feature(lsp.TEXT_DOCUMENT_CODE_ACTION)(_plain(self._code_action, self))
         for cap in registry.for_door(Door.LSP):
             self.command(COMMAND_PREFIX + cap.name)(self._command_handler(cap.name))
 
@@ -320,6 +334,19 @@ class GatewaySession(LanguageServer):
                 log.exception("lsp: %s failed", method)
 
         self._sync_tail = asyncio.ensure_future(step())
+
+    @contextlib.asynccontextmanager
+    async def in_flight(self) -> AsyncIterator[None]:
+        """Track the current request's task by its JSON-RPC id so `$/cancelRequest` can reach it."""
+        msg_id = self.protocol.msg_id
+        task = asyncio.current_task()
+        if msg_id is not None and task is not None:
+            self.requests[msg_id] = task
+        try:
+            yield
+        finally:
+            if msg_id is not None:
+                self.requests.pop(msg_id, None)
 
     async def synced(self) -> None:
         """Wait until every document notification received so far has been applied."""
@@ -625,7 +652,11 @@ class GatewaySession(LanguageServer):
 
     def _command_handler(self, capability: str) -> Callable[..., Awaitable[Any]]:
         async def handler(*args: Any) -> Any:
-            await self.synced()
+            async with self.in_flight():
+                await self.synced()
+                return await run_command(*args)
+
+        async def run_command(*args: Any) -> Any:
             params = args[0] if args and isinstance(args[0], dict) else {}
             token: lsp.ProgressToken | None = None
             if self._supports("window", "work_done_progress"):
