@@ -93,6 +93,9 @@ class WorkspaceEdit(BaseModel):
     versions: dict[str, int | None] = Field(
         default_factory=dict, description="Document version each file's edits expect (null: the file on disk)"
     )
+    hashes: dict[str, str] = Field(
+        default_factory=dict, description="sha256 of the on-disk text each file's edits expect (files not open)"
+    )
 
 
 class Diagnostic(BaseModel):

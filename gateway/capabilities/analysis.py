@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import tempfile
@@ -28,7 +29,7 @@ from ..analysis.models import (
     WorkspaceEdit,
 )
 from ..analysis.service import AnalysisService, Answer
-from ..errors import ContentModified, InvalidParams
+from ..errors import ContentModified, GatewayError, InvalidParams
 from ..execution import ExecutionContext
 from ..identity import Role
 from ..pagination import PageParams, paginate
@@ -277,6 +278,8 @@ def register(registry: Registry, service: AnalysisService, max_results: int) -> 
         """
         doc = ctx.workspace.snapshot(params.path)
         answer = await service.ask(doc, lambda e: e.rename(doc, params.position, params.new_name))
+        if answer.value is not None:
+            pin_disk_files(ctx, answer.value)
         empty = answer.value is None or not answer.value.changes
         return RenameResult(edit=answer.value, **_info(answer, empty))
 
@@ -335,6 +338,20 @@ def _ordered_changes(edits: Sequence[TextEdit]) -> list[TextChange]:
     return [TextChange(range=e.range, text=e.new_text) for e in reversed(ordered)]
 
 
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def pin_disk_files(ctx: ExecutionContext, edit: WorkspaceEdit) -> None:
+    """Record the hash of each file the edit changes on disk, so a stale edit is refused later."""
+    for path in edit.changes:
+        rel = ctx.workspace.relative(path)
+        if rel in ctx.workspace.documents or path in edit.hashes:
+            continue
+        with contextlib.suppress(GatewayError):
+            edit.hashes[path] = text_hash(ctx.workspace.read_disk_text(rel))
+
+
 def apply_workspace_edit(ctx: ExecutionContext, edit: WorkspaceEdit) -> list[str]:
     """Check every file's version first, then apply; returns the root-relative paths changed."""
     workspace = ctx.workspace
@@ -351,17 +368,21 @@ def apply_workspace_edit(ctx: ExecutionContext, edit: WorkspaceEdit) -> list[str
             )
         if doc is None and not target.is_file():
             raise InvalidParams(f"{rel} does not exist", data={"path": rel})
+        pinned = edit.hashes.get(path, edit.hashes.get(rel))
+        if doc is None and pinned is not None and text_hash(workspace.read_disk_text(rel)) != pinned:
+            raise ContentModified(f"{rel} changed on disk since the edit was computed", data={"path": rel})
         plan.append((rel, doc, target, _ordered_changes(edits)))
     for rel, doc, target, changes in plan:
         if doc is not None:
             workspace.change(rel, changes)
         else:
-            _write_edited(target, changes)
+            _write_edited(target, workspace.read_disk_text(rel), changes)
     return [rel for rel, *_ in plan]
 
 
-def _write_edited(target: Path, changes: list[TextChange]) -> None:
-    scratch = Document("scratch", target.read_text(encoding="utf-8"), 0, "plaintext")
+def _write_edited(target: Path, text: str, changes: list[TextChange]) -> None:
+    """Apply `changes` to `text` and replace `target` atomically; line endings stay as they were."""
+    scratch = Document("scratch", text, 0, "plaintext")
     scratch.apply(changes)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:

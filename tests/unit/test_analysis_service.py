@@ -162,3 +162,16 @@ async def test_apply_edit_refuses_overlaps_and_paths_outside(tmp_path: Path) -> 
     outside = {"changes": {"../x.py": [edit("../x.py", 0, 0, 1, "a")]}}
     with pytest.raises(Exception, match="leaves the workspace root"):
         await ask(core, "apply_edit", edit=outside)
+
+
+async def test_apply_edit_keeps_crlf_and_refuses_a_stale_disk_edit(tmp_path: Path) -> None:
+    core = build(tmp_path, [])
+    (tmp_path / "w.py").write_bytes(b"a = 1\r\nb = 2\r\n")
+    change = {"changes": {"w.py": [edit("w.py", 1, 0, 1, "c")]}, "hashes": {}}
+    from gateway.capabilities.analysis import text_hash
+
+    change["hashes"] = {"w.py": text_hash("a = 1\r\nb = 2\r\n")}
+    await ask(core, "apply_edit", edit=change)
+    assert (tmp_path / "w.py").read_bytes() == b"a = 1\r\nc = 2\r\n"
+    with pytest.raises(ContentModified, match="changed on disk"):
+        await ask(core, "apply_edit", edit=change)
