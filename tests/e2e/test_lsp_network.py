@@ -106,9 +106,11 @@ async def test_three_editors_at_once_and_a_crash_touches_no_one_else(lsp_server:
     with contextlib.suppress(Exception):
         await clients[2].stop()
     # the documents editor 0 had open were released when it left
-    async with aiohttp.ClientSession(lsp_server.url) as http:
-        async with http.post("/v1/capabilities/read_document", json={"path": "main.py"}) as resp:
-            assert resp.status == 404
+    async with (
+        aiohttp.ClientSession(lsp_server.url) as http,
+        http.post("/v1/capabilities/read_document", json={"path": "main.py"}) as resp,
+    ):
+        assert resp.status == 404
 
 
 class RawLsp:
