@@ -95,7 +95,9 @@ async def main() -> None:
         (root / "src").mkdir()
         module = root / "src" / "module.py"
         module.write_text("".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(200)))
-        gw, gw_url = start([sys.executable, "-m", "gateway.cli", "serve", "--http-port", "0", "--lsp-port", "0", "--workspace", tmp])
+        gw, gw_url = start(
+            [sys.executable, "-m", "gateway.cli", "serve", "--http-port", "0", "--lsp-port", "0", "--workspace", tmp]
+        )
         floor, floor_url = start([sys.executable, "-c", FLOOR_SERVER, tmp])
         try:
             print(f"read_file of a {len(module.read_bytes())} byte file, {args.seconds}s per row")
