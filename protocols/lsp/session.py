@@ -294,7 +294,7 @@ class GatewaySession(LanguageServer):
 
     async def _initialize(self, params: lsp.InitializeParams) -> None:
         options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
-        if self.door.auth_required(self.transport):
+        if self.door.auth_required(self.transport) and not self.identity.authenticated:
             token = options.get("token") if isinstance(options.get("token"), str) else None
             try:
                 self.identity = self.gw.authenticator.authenticate(f"Bearer {token}" if token else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -150,3 +152,40 @@ def test_refuses_nothing_on_any_address_with_auth(tmp_path: Path) -> None:
         assert server.url.startswith("http://0.0.0.0:")
     finally:
         assert server.stop() == 0
+
+
+async def lsp_initialize(server: ServerProcess, options: dict[str, object] | None) -> dict[str, object]:
+    assert server.lsp_url is not None
+    host, port = server.lsp_url.removeprefix("tcp://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    params: dict[str, object] = {"capabilities": {}, "initializationOptions": options}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}).encode()
+    writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    async with asyncio.timeout(15):
+        length = 0
+        while (line := await reader.readline()) != b"\r\n":
+            if line.lower().startswith(b"content-length"):
+                length = int(line.split(b":")[1])
+        reply: dict[str, object] = json.loads(await reader.readexactly(length))
+    writer.close()
+    return reply
+
+
+async def test_lsp_over_tcp_needs_a_token_when_auth_is_on(auth_server: ServerProcess) -> None:
+    refused = await lsp_initialize(auth_server, None)
+    assert refused["error"]["code"] == -32001 and "unauthorized" in refused["error"]["message"]  # type: ignore[index]
+    wrong = await lsp_initialize(auth_server, {"token": "gw_nope"})
+    assert "error" in wrong
+    accepted = await lsp_initialize(auth_server, {"token": MEMBER_KEY})
+    assert "capabilities" in accepted["result"]  # type: ignore[operator]
+
+
+async def test_lsp_websocket_token_in_query(http: aiohttp.ClientSession) -> None:
+    async with http.get("/lsp") as resp:
+        assert resp.status == 401
+    async with http.ws_connect(f"/lsp?token={MEMBER_KEY}") as ws:
+        await ws.send_str(
+            json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}})
+        )
+        reply = json.loads((await ws.receive(timeout=15)).data)
+        assert "capabilities" in reply["result"]
