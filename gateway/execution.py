@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -76,6 +76,28 @@ class ExecutionRecord(BaseModel):
     result: dict[str, Any] | None = None
 
 
+class ClientPeer(Protocol):
+    """What the calling client can do for a running execution, when its door supports it.
+
+    The MCP door provides one (elicitation, sampling, logging); federated upstream tools use it to pass
+    an upstream server's requests through to the downstream client.
+    """
+
+    def supports(self, feature: Literal["elicitation", "sampling", "logging"]) -> bool: ...
+
+    async def elicit(self, message: str, requested_schema: dict[str, Any]) -> dict[str, Any]:
+        """Ask the user; returns `{"action": "accept"|"decline"|"cancel", "content": {...}}`."""
+        ...
+
+    async def create_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        """MCP `sampling/createMessage` with plain-dict params and result."""
+        ...
+
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        """A log message for the client (MCP `notifications/message`)."""
+        ...
+
+
 @dataclass
 class CallContext:
     """What a door knows about a request: who, which door, and how long it may take."""
@@ -86,6 +108,7 @@ class CallContext:
     on_progress: Callable[[ProgressReport], None] | None = None
     request_id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    peer: ClientPeer | None = None
 
 
 class ExecutionContext:
@@ -106,6 +129,11 @@ class ExecutionContext:
     @property
     def identity(self) -> Identity:
         return self._execution.call.identity
+
+    @property
+    def peer(self) -> ClientPeer | None:
+        """The calling client's back channel, when its door has one."""
+        return self._execution.call.peer
 
     @property
     def workspace(self) -> Workspace:
