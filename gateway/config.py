@@ -60,6 +60,10 @@ class JwtConfig(_Strict):
     audience: str = Field(min_length=1)
     leeway_seconds: float = Field(0, ge=0)
     roles_claim: str = "roles"
+    authorization_servers: list[str] = Field(
+        default_factory=list, description="Issuers for RFC 9728 protected-resource metadata (MCP over HTTP)"
+    )
+    resource: str | None = Field(None, description="This gateway's resource URL in that metadata")
 
     @model_validator(mode="after")
     def _keys_present(self) -> JwtConfig:
@@ -130,6 +134,65 @@ class AnalysisConfig(_Strict):
         return self
 
 
+class McpUpstreamConfig(_Strict):
+    """An upstream MCP server whose tools, resources and prompts the gateway federates."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    command: list[str] | None = Field(None, min_length=1, description="stdio upstream: argv")
+    env: dict[str, str] = Field(default_factory=dict, description="stdio upstream: extra environment")
+    url: str | None = Field(None, description="streamable HTTP upstream")
+    headers: dict[str, str] = Field(default_factory=dict, description="Values may name variables: ${NAME}")
+    bearer_token_env: str | None = Field(None, description="Variable holding the upstream's bearer token")
+    prefix: str | None = Field(None, description="Name prefix for its tools and prompts; default '<name>_'; '' ok")
+    timeout_seconds: float = Field(60.0, gt=0)
+    restart_initial_seconds: float = Field(0.5, gt=0)
+    restart_max_seconds: float = Field(30.0, gt=0)
+    max_restarts: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpUpstreamConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an upstream needs exactly one of command (stdio) or url (HTTP)")
+        return self
+
+
+class PromptArgument(_Strict):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    required: bool = False
+    completions: list[str] = Field(default_factory=list, description="Values offered by argument completion")
+
+
+class PromptConfig(_Strict):
+    """A prompt template offered to MCP clients; `{argument}` placeholders are filled in."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    arguments: list[PromptArgument] = Field(default_factory=list)
+    template: str = Field(min_length=1)
+
+
+class McpConfig(_Strict):
+    upstreams: list[McpUpstreamConfig] = Field(default_factory=list)
+    prompts: list[PromptConfig] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Extra Host header values accepted on /mcp (loopback names always are)"
+    )
+    allowed_origins: list[str] = Field(default_factory=list, description="Extra Origin values accepted on /mcp")
+    resource_max_bytes: int = Field(1_048_576, ge=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> McpConfig:
+        for label, names in (
+            ("upstream", [u.name for u in self.upstreams]),
+            ("prompt", [p.name for p in self.prompts]),
+        ):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{label} names must be unique: {', '.join(duplicates)}")
+        return self
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = True
@@ -142,6 +205,7 @@ class GatewayConfig(_Strict):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("redis_url")
