@@ -193,6 +193,91 @@ class McpConfig(_Strict):
         return self
 
 
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]*$"
+
+
+class CommandToolConfig(_Strict):
+    """A tool that runs a program: argv filled from validated parameters, never through a shell."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    argv: list[str] = Field(min_length=1, description="Each element may hold {param} placeholders")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}, description="JSON Schema of the parameters"
+    )
+    cwd: str = Field(".", description="Working directory, relative to the workspace root")
+    timeout_seconds: float = Field(60.0, gt=0)
+    output_max_bytes: int = Field(65_536, ge=1)
+    env_allow: list[str] = Field(default_factory=lambda: ["PATH", "HOME", "LANG"])
+    read_only: bool = False
+    code_action: bool = Field(False, description="Offer it as an LSP code action on files")
+
+
+class HttpToolConfig(_Strict):
+    """A tool that calls an HTTP API; private and loopback addresses are refused unless allowed."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str = Field(description="URL template with {param} placeholders (values are URL-encoded)")
+    headers: dict[str, str] = Field(default_factory=dict, description="Values may name variables: ${NAME}")
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    body: str | None = Field(None, description="'json' sends the parameters as a JSON body")
+    timeout_seconds: float = Field(30.0, gt=0)
+    response_max_bytes: int = Field(1_048_576, ge=1)
+    allow_private: bool = Field(False, description="Allow loopback, private and link-local addresses")
+    max_redirects: int = Field(3, ge=0, le=10)
+    read_only: bool = True
+
+
+class ToolsConfig(_Strict):
+    command: list[CommandToolConfig] = Field(default_factory=list)
+    http: list[HttpToolConfig] = Field(default_factory=list)
+
+
+class ModelConfig(_Strict):
+    """An LLM reachable through litellm."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    model: str = Field(min_length=1, description="litellm model string, e.g. openai/gpt-4o-mini, ollama/llama3")
+    api_base: str | None = None
+    api_key_env: str | None = Field(None, description="Variable holding the API key")
+    params: dict[str, Any] = Field(default_factory=dict, description="Default parameters (temperature, ...)")
+    timeout_seconds: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    fim: bool = Field(False, description="The model takes fill-in-the-middle prompts (prefix/suffix)")
+
+
+class AgentConfig(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    model: str = Field(description="Name of a [[models]] entry")
+    system_prompt: str = ""
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    tools: list[str] = Field(default_factory=list, description="Capability names the agent may call")
+    max_steps: int = Field(8, ge=1, le=100)
+    token_budget: int = Field(50_000, ge=1)
+
+
+class InlineCompletionConfig(_Strict):
+    model: str | None = Field(None, description="Name of a [[models]] entry; unset turns inline completion off")
+    debounce_ms: int = Field(150, ge=0)
+    cache_size: int = Field(256, ge=0)
+    max_tokens: int = Field(128, ge=1)
+    add_to_completion_list: bool = False
+
+
+class QueueConfig(_Strict):
+    workers: int = Field(2, ge=0, le=64)
+    max_attempts: int = Field(3, ge=1, le=20)
+    backoff_initial_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(60.0, gt=0)
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = True
@@ -206,7 +291,27 @@ class GatewayConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    models: list[ModelConfig] = Field(default_factory=list)
+    agents: list[AgentConfig] = Field(default_factory=list)
+    inline_completion: InlineCompletionConfig = Field(default_factory=InlineCompletionConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        models = {m.name for m in self.models}
+        problems = [f"agent {a.name!r} names unknown model {a.model!r}" for a in self.agents if a.model not in models]
+        inline = self.inline_completion.model
+        if inline is not None and inline not in models:
+            problems.append(f"inline_completion names unknown model {inline!r}")
+        names = [t.name for t in self.tools.command] + [t.name for t in self.tools.http] + [a.name for a in self.agents]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            problems.append(f"tool and agent names must be unique: {', '.join(duplicates)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("redis_url")
     @classmethod
