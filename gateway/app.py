@@ -19,6 +19,7 @@ from .capabilities import analysis, documents, files
 from .config import GatewayConfig
 from .events import EventBus, InMemoryBus
 from .execution import Core
+from .llm import LLMService
 from .metrics import Metrics
 from .middleware import auth_middleware, logging_middleware, metrics_middleware, rate_limit_middleware
 from .ratelimit import RateLimiter, build_rate_limiter
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from protocols.lsp import LspDoor
+    from protocols.mcp_client import Federation
 
 log = logging.getLogger("gateway")
 
@@ -50,16 +52,55 @@ class Gateway:
     authenticator: Authenticator
     limiter: RateLimiter | None
     analysis: AnalysisService
+    federation: Federation | None = None  # upstream MCP servers; set by start() when any are configured
+    # -- LLM access, agents, inline completion (gateway/llm, gateway/agents) ------------------------------
+    llm: LLMService | None = None
+
+    def start_llm(self) -> None:
+        """Refuse agents that name unknown tools; import litellm in the background when a model is set."""
+        from .agents import check_agent_tools
+
+        prefixes = [u.name + "_" if u.prefix is None else u.prefix for u in self.config.mcp.upstreams]
+        problems = check_agent_tools(self.registry, self.config.agents, prefixes)
+        if problems:
+            raise StartupRefused("; ".join(problems))
+        if self.llm is not None:
+            self.llm.start_warming()
+
+    # -- end LLM ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.start_llm()  # LLM: first, so a refused agent config leaves nothing to clean up
         await self.bus.start()
         await self.analysis.start()
+        await self.start_federation()
 
     async def close(self) -> None:
+        if self.llm is not None:  # LLM
+            await self.llm.close()
+        await self.close_federation()
         await self.analysis.close()
         await self.bus.close()
         if self.limiter is not None:
             await self.limiter.close()
+
+    # -- MCP federation (protocols.mcp_client, imported only when upstreams are configured) ---------------
+    async def start_federation(self) -> None:
+        """Connect the configured upstream MCP servers; their tools join the registry as they come up."""
+        if not self.config.mcp.upstreams or self.federation is not None:
+            return
+        from protocols.mcp_client import Federation
+
+        self.federation = Federation(self.config.mcp.upstreams, self.registry, workspace_root=self.workspace.root)
+        await self.federation.start()
+
+    async def close_federation(self) -> None:
+        """Disconnect the upstream MCP servers and withdraw their tools."""
+        federation, self.federation = self.federation, None
+        if federation is not None:
+            await federation.close()
+
+    # -- end of MCP federation ----------------------------------------------------------------------------
 
 
 def is_loopback(host: str) -> bool:
@@ -120,6 +161,16 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     documents.register(registry)
     files.register(registry, config.limits)
     analysis.register(registry, service, config.analysis.max_results)
+    # -- tools and write_file (gateway/tools, gateway/capabilities/workspace_write) --------------------
+    from . import tools
+    from .capabilities import workspace_write
+
+    workspace_write.register(registry, config.limits)
+    try:
+        tools.register(registry, config.tools)
+    except ValueError as exc:  # a tool that cannot work (bad schema, unset header variable): say which, exit 2
+        raise StartupRefused(str(exc)) from None
+    # -- end tools and write_file ---------------------------------------------------------------------
     bus = build_bus(config)
     metrics = Metrics()
     metrics.bind_bus(
@@ -127,6 +178,14 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         dropped=lambda: float(bus.dropped_total),
         healthy=lambda: bus.healthy,
     )
+    # -- LLM access, agents, inline completion (gateway/llm, gateway/agents); litellm loads lazily -----
+    from .agents import register as register_agents
+    from .capabilities import inline_completion
+
+    llm = LLMService(config.models, metrics)
+    register_agents(registry, llm, config.agents)
+    inline_completion.register(registry, llm, config.inline_completion)
+    # -- end LLM ------------------------------------------------------------------------------------------
     authenticator = Authenticator(config.auth)
     limiter = build_rate_limiter(config)
     core = Core(
@@ -143,7 +202,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     ]
     if limiter is not None:
         core.middleware.append(rate_limit_middleware(limiter, metrics))
-    return Gateway(config, registry, workspace, bus, core, metrics, authenticator, limiter, service)
+    return Gateway(config, registry, workspace, bus, core, metrics, authenticator, limiter, service, llm=llm)
 
 
 def announce(door: str, url: str) -> None:

@@ -36,6 +36,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
+def _drop_request_errors(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (exc is not None and type(exc).__name__.startswith("JsonRpc"))
+
+
 def setup_logging(config: GatewayConfig) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if config.logging.json_lines:
@@ -48,6 +53,8 @@ def setup_logging(config: GatewayConfig) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # pygls logs every message it sends at INFO; keep our log about our events.
     logging.getLogger("pygls").setLevel(max(logging.WARNING, root.level))
+    # pygls logs every failed request with a traceback; the door already answered it with a mapped error.
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_drop_request_errors)
 
 
 def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,7 +11,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
 class Metrics:
-    """Executions by capability, door and status; durations; open connections; bus health."""
+    """Executions by capability, door and status; durations; open connections; bus health; LLM usage."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -53,6 +53,28 @@ class Metrics:
             "1 when the event bus (Redis, if configured) is reachable",
             registry=self.registry,
         )
+
+        # -- LLM usage (gateway/llm): every HTTP attempt, every answer's tokens and price ------------
+        self.llm_requests = Counter(
+            "gateway_llm_requests_total",
+            "Model HTTP attempts by model and outcome (ok, rate_limited, server_error, connection_error, "
+            "timeout, error, cancelled)",
+            ["model", "status"],
+            registry=self.registry,
+        )
+        self.llm_tokens = Counter(
+            "gateway_llm_tokens_total",
+            "Model tokens by model and kind (prompt, completion)",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+        self.llm_cost = Counter(
+            "gateway_llm_cost_usd_total",
+            "Model spend in US dollars by model (0 for models without an offline price)",
+            ["model"],
+            registry=self.registry,
+        )
+        # -- end LLM usage -------------------------------------------------------------------------------
 
     def bind_bus(self, depth: Callable[[], float], dropped: Callable[[], float], healthy: Callable[[], bool]) -> None:
         """Read the bus gauges at scrape time."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from gateway import errors as e
@@ -96,3 +97,50 @@ def lsp_code(error: e.GatewayError) -> int:
         if cls in LSP_CODES:
             return LSP_CODES[cls]
     return -32603
+
+
+# MCP: a core error raised by a `tools/call` execution becomes a tool result with `isError: true` and the
+# message as text (the model can read it and correct itself). Everywhere else (`resources/read`,
+# `prompts/get`, `completion/complete`, an unknown tool name, a malformed request) it is a JSON-RPC error
+# with the code below. Unknown names and resources are -32602 (2026-07-28 spec, SEP-2164).
+MCP_INVALID_PARAMS = -32602
+MCP_METHOD_NOT_FOUND = -32601
+MCP_INTERNAL_ERROR = -32603
+MCP_REQUEST_CANCELLED = -32800
+MCP_CODES: dict[type[e.GatewayError], int] = {
+    e.InvalidParams: MCP_INVALID_PARAMS,
+    e.NotFound: MCP_INVALID_PARAMS,
+    e.Unsupported: MCP_METHOD_NOT_FOUND,
+    e.Cancelled: MCP_REQUEST_CANCELLED,
+    e.ContentModified: MCP_INTERNAL_ERROR,
+    e.Timeout: MCP_INTERNAL_ERROR,
+    e.UpstreamFailure: MCP_INTERNAL_ERROR,
+    e.ToolFailed: MCP_INTERNAL_ERROR,
+    e.Unauthorized: MCP_INTERNAL_ERROR,
+    e.Forbidden: MCP_INTERNAL_ERROR,
+    e.PathOutsideRoot: MCP_INVALID_PARAMS,
+    e.RateLimited: MCP_INTERNAL_ERROR,
+    e.PayloadTooLarge: MCP_INVALID_PARAMS,
+    e.Internal: MCP_INTERNAL_ERROR,
+}
+
+
+def mcp_code(error: e.GatewayError) -> int:
+    """The JSON-RPC error code for `error` outside `tools/call` on the MCP door."""
+    for cls in type(error).__mro__:
+        if cls in MCP_CODES:
+            return MCP_CODES[cls]
+    return MCP_INTERNAL_ERROR
+
+
+def mcp_error_data(error: e.GatewayError) -> dict[str, Any]:
+    """The `data` of an MCP JSON-RPC error: the stable core code plus the error's own wire-safe data."""
+    return {"code": error.code, **error.data}
+
+
+def mcp_tool_error_text(error: e.GatewayError) -> str:
+    """The text of an `isError` tool result: `code: message`, then the error's data as JSON when it has any."""
+    text = f"{error.code}: {error.message}"
+    if error.data:
+        text += "\n" + json.dumps(error.data, ensure_ascii=False, default=str)
+    return text

@@ -67,6 +67,7 @@ async def _announce(ctx: ExecutionContext, kind: str, doc: Document) -> None:
                 "version": doc.version,
                 "by": ctx.identity.subject,
                 "door": ctx.call.door,
+                "session": ctx.call.meta.get("session"),
             },
         )
     )

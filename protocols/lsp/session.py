@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lsprotocol import types as lsp
 from pydantic import BaseModel
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
@@ -53,11 +53,19 @@ def _plain(
     the request waits for pending document sync first and can be cancelled by `$/cancelRequest`."""
 
     async def handler(params: Any) -> Any:
-        if session is None:
-            return await method(params)
-        async with session.in_flight():
-            await session.synced()
-            return await method(params)
+        try:
+            if session is None:
+                return await method(params)
+            async with session.in_flight():
+                await session.synced()
+                return await method(params)
+        except GatewayError as exc:
+            raise JsonRpcException(message=exc.message, code=lsp_code(exc)) from None
+        except (asyncio.CancelledError, JsonRpcException):
+            raise
+        except Exception:
+            log.exception("lsp: handler %s failed", getattr(method, "__name__", "?"))
+            raise JsonRpcException(message="internal error; see the gateway log", code=-32603) from None
 
     handler.__name__ = getattr(method, "__name__", "handler")
     return handler
@@ -85,6 +93,16 @@ class SessionProtocol(LanguageServerProtocol):
             if task is not None:
                 task.cancel()
         super()._handle_cancel_notification(msg_id)
+
+    @lsp_method(lsp.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        """Cancel in-flight requests over a copy: cancelling one removes it from the dict (pygls bug)."""
+        current = self.msg_id
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current and not future.done():
+                future.cancel()
+        self._shutdown = True
+        yield from ()
 
     @lsp_method(lsp.EXIT)
     def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
@@ -144,7 +162,13 @@ class GatewaySession(LanguageServer):
         self.open_paths.clear()
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Log out-of-band errors and tell the client in its log, never with a traceback."""
+        """Log out-of-band errors and tell the client in its log, never with a traceback.
+
+        Request errors already went back as the response; they are not repeated.
+        """
+        if source is FeatureRequestError:
+            log.debug("lsp session %s: request failed: %s", self.session_id, error)
+            return
         log.warning("lsp session %s: %s", self.session_id, error)
         with contextlib.suppress(Exception):
             self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Warning, message=str(error)[:500]))
@@ -301,7 +325,14 @@ class GatewaySession(LanguageServer):
             except Unauthorized as exc:
                 asyncio.get_running_loop().call_later(0.05, self.end, 1)
                 raise JsonRpcException(message=f"unauthorized: {exc.message}", code=-32001) from None
-        self.pull_diagnostics = self._supports("text_document", "diagnostic")
+        # Pull only from clients that pull and can be told to pull again (refresh); push to the others,
+        # and then do not advertise pull at all, or they would show both.
+        self.pull_diagnostics = self._supports("text_document", "diagnostic") and self._supports(
+            "workspace", "diagnostics", "refresh_support"
+        )
+        if not self.pull_diagnostics:
+            self.protocol.fm.features.pop(lsp.TEXT_DOCUMENT_DIAGNOSTIC, None)
+            self.protocol.fm.feature_options.pop(lsp.TEXT_DOCUMENT_DIAGNOSTIC, None)
 
     async def _initialized(self, params: lsp.InitializedParams) -> None:
         self._watch_task = asyncio.create_task(self._watch_documents())
@@ -312,7 +343,7 @@ class GatewaySession(LanguageServer):
             async for event in sub:
                 path = event.data.get("path")
                 if path in self.open_paths and event.data.get("session") != self.session_id:
-                    self._schedule_diagnostics(path)
+                    self._schedule_diagnostics(path, refresh=True)
 
     # -- document sync ---------------------------------------------------------------------------------
     def sync(self, method: str, params: Any) -> None:
@@ -424,10 +455,13 @@ class GatewaySession(LanguageServer):
             self._schedule_diagnostics(path)
 
     # -- diagnostics -------------------------------------------------------------------------------------
-    def _schedule_diagnostics(self, path: str) -> None:
+    def _schedule_diagnostics(self, path: str, *, refresh: bool = False) -> None:
+        """Push fresh diagnostics (debounced), or for a pulling client ask it to pull again when another
+        door changed the document (it pulls on its own edits by itself)."""
         if self.pull_diagnostics:
-            with contextlib.suppress(Exception):
-                self.workspace_diagnostic_refresh(None)
+            if refresh:
+                with contextlib.suppress(Exception):
+                    self.workspace_diagnostic_refresh(None)
             return
         old = self._diagnostic_tasks.get(path)
         if old is not None:

@@ -76,7 +76,8 @@ async def test_capabilities_come_from_the_registry(vscode: tuple[LanguageClient,
     assert caps.completion_provider is not None and caps.completion_provider.resolve_provider
     assert caps.hover_provider and caps.definition_provider and caps.references_provider
     assert caps.document_symbol_provider and caps.workspace_symbol_provider
-    assert caps.rename_provider and caps.call_hierarchy_provider and caps.diagnostic_provider
+    assert caps.rename_provider and caps.call_hierarchy_provider
+    assert caps.diagnostic_provider is None  # this client cannot pull and refresh, so diagnostics are pushed
     assert caps.execute_command_provider is not None
     commands = set(caps.execute_command_provider.commands)
     assert {"gateway.search", "gateway.read_file", "gateway.find_symbol"} <= commands
@@ -149,11 +150,27 @@ async def test_editor_features_over_stdio(vscode: tuple[LanguageClient, Path, ls
     )
     assert signature is not None and "round_price" in signature.signatures[0].label
 
-    report = await client.text_document_diagnostic_async(
-        lsp.DocumentDiagnosticParams(text_document=lsp.TextDocumentIdentifier(uri=main_uri))
-    )
-    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
-    assert any("stock." in (root / "main.py").read_text() or d.severity for d in report.items)
+
+async def test_pull_diagnostics_for_clients_that_pull_and_refresh(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj")
+    (root / "broken.py").write_text("import os\n\ndef f(:\n    return undefined_name\n")
+    caps = client_capabilities("visual-studio-code")
+    assert caps.text_document is not None and caps.workspace is not None
+    caps.text_document.diagnostic = lsp.DiagnosticClientCapabilities()
+    caps.workspace.diagnostics = lsp.DiagnosticWorkspaceClientCapabilities(refresh_support=True)
+    client, result = await start_client(root, caps)
+    try:
+        assert result.capabilities.diagnostic_provider is not None
+        uri = open_doc(client, root, "broken.py")
+        report = await client.text_document_diagnostic_async(
+            lsp.DocumentDiagnosticParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+        )
+        assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
+        assert any(d.severity == lsp.DiagnosticSeverity.Error for d in report.items)
+        assert uri not in client.diagnostics  # nothing pushed to a pulling client
+    finally:
+        await client.shutdown_session()
+        await client.stop()
 
 
 async def test_rename_and_prepare_rename(vscode: tuple[LanguageClient, Path, lsp.InitializeResult]) -> None:

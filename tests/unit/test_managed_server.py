@@ -149,7 +149,7 @@ async def wait_gone(pid: int, timeout: float = 10.0) -> None:
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll `predicate` with a deadline (for conditions no event reports)."""
     async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - nothing to wait on: a bounded readiness poll
+        while not predicate():
             await asyncio.sleep(0.01)
 
 

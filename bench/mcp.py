@@ -1,0 +1,272 @@
+"""Benchmark: MCP `tools/call` through the gateway's `/mcp` versus a plain SDK server, and federation overhead.
+
+1. A trivial tool (`read_file` of a small file) with 1, 8 and 32 concurrent SDK clients (one connection
+   each), in both protocol eras (handshake-era `initialize` and 2026-07-28), against `gateway serve`'s
+   `/mcp` and against a plain SDK `MCPServer` with the same tool under uvicorn. Calls/s, p50, p99, ratios.
+2. Federation: the same upstream `echo` tool called directly on the upstream, and as the gateway's
+   federated `up_echo` (through `/mcp`, and through REST as well), one client: the added latency.
+
+One run, loopback only, bounded in time:
+
+    .venv/bin/python bench/mcp.py [--seconds 3] [--concurrency 1 8 32]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is bench/mcp.py: run as a script, its folder comes first on sys.path and would shadow the SDK's
+# `mcp` package. Drop it before anything imports `mcp`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import aiohttp  # noqa: E402
+from mcp.client import Client  # noqa: E402
+from mcp_types.version import LATEST_MODERN_VERSION  # noqa: E402
+
+warnings.simplefilter("ignore")
+
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAY = [sys.executable, "-m", "gateway.cli"]
+
+PEER_SERVER = r"""
+import asyncio, socket, sys, warnings
+from pathlib import Path
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+warnings.simplefilter("ignore")
+root = Path(sys.argv[1])
+server = MCPServer("peer", version="1.0.0", log_level="WARNING")
+
+@server.tool()
+def read_file(path: str) -> str:
+    "Read a file of the workspace."
+    return (root / path).read_text()
+
+@server.tool()
+def echo(text: str) -> str:
+    "Echo the text."
+    return text
+
+async def main():
+    app = server.streamable_http_app(host="127.0.0.1")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    print(f"listening http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
+    await uvicorn.Server(uvicorn.Config(app, log_level="warning")).serve(sockets=[sock])
+
+asyncio.run(main())
+"""
+
+ERAS = {"2025-11-25": "legacy", "2026-07-28": LATEST_MODERN_VERSION}
+
+
+def start(cmd: list[str], marker: str, *, stderr: bool = False) -> tuple[subprocess.Popen[str], str]:
+    """Start a server process and return it with the URL from its `listening` line."""
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL if stderr else subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
+        text=True,
+    )
+    stream = proc.stderr if stderr else proc.stdout
+    assert stream is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if line.startswith(marker):
+            threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()  # keep the pipe drained
+            return proc, line.split()[-1]
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"{cmd!r} did not start")
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of `values` (seconds), in milliseconds."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+async def load(
+    url: str, mode: str, concurrency: int, seconds: float, tool: str, args: dict[str, Any]
+) -> tuple[float, list[float]]:
+    """`concurrency` SDK clients, each calling `tool` in a loop for `seconds`; (calls/s, latencies)."""
+    latencies: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(url, mode=mode, cache=None)) for _ in range(concurrency)]
+        for client in clients:  # warm up, and list once (2026-07-28 calls may name listed tools only)
+            await client.list_tools()
+            await client.call_tool(tool, args)
+        stop_at = time.perf_counter() + seconds
+
+        async def worker(client: Client) -> None:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                result = await client.call_tool(tool, args)
+                latencies.append(time.perf_counter() - t0)
+                if result.is_error:
+                    raise RuntimeError(f"{tool} failed: {result.content}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in clients))
+        elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, latencies
+
+
+async def rest_load(url: str, seconds: float, tool: str, args: dict[str, Any]) -> list[float]:
+    """One REST client calling `tool` in a loop; the latencies."""
+    latencies: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        endpoint = f"{url}/v1/capabilities/{tool}"
+        async with http.post(endpoint, json=args) as resp:
+            await resp.read()
+        stop_at = time.perf_counter() + seconds
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            async with http.post(endpoint, json=args) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"{tool} over REST: HTTP {resp.status}")
+            latencies.append(time.perf_counter() - t0)
+    return latencies
+
+
+async def has_mcp_door(base_url: str) -> bool:
+    async with aiohttp.ClientSession() as http:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        headers = {"Accept": "application/json, text/event-stream"}
+        async with http.post(f"{base_url}/mcp", json=body, headers=headers) as resp:
+            return resp.status != 404
+
+
+async def wait_tool(base_url: str, name: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            async with http.get(f"{base_url}/v1/capabilities") as resp:
+                if f'"{name}"' in await resp.text():
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"the gateway never listed {name}")
+
+
+def row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = Path(tmp) / "ws"
+        workspace.mkdir()
+        (workspace / "small.txt").write_text("hello from a small file\n" * 4)
+        peer, peer_url = start([sys.executable, "-c", PEER_SERVER, str(workspace)], "listening")
+        config = Path(tmp) / "gateway.toml"
+        config.write_text(
+            "[analysis]\njedi = false\ntree_sitter = false\nindex_on_start = false\nwatch = false\n\n"
+            f'[[mcp.upstreams]]\nname = "up"\nurl = {json.dumps(peer_url)}\n'
+        )
+        gateway, gw_url = start(
+            [*GATEWAY, "serve", "--config", str(config), "--workspace", str(workspace), "--http-port", "0"],
+            "listening http",
+            stderr=True,
+        )
+        try:
+            await wait_tool(gw_url, "up_echo")
+            door = await has_mcp_door(gw_url)
+            read_args = {"path": "small.txt"}
+            print(f"tools/call read_file, {args.seconds:.0f}s per cell; gateway {gw_url}/mcp vs plain SDK MCPServer")
+            widths = [30, 11, 9, 9, 9]
+            print(row(["server / era / clients", "calls/s", "p50 ms", "p99 ms", "ratio"], widths))
+            for era, mode in ERAS.items():
+                for concurrency in args.concurrency:
+                    base_rate, base_lat = await load(peer_url, mode, concurrency, args.seconds, "read_file", read_args)
+                    print(
+                        row(
+                            [
+                                f"sdk MCPServer {era} x{concurrency}",
+                                f"{base_rate:.0f}",
+                                f"{pct(base_lat, 50):.2f}",
+                                f"{pct(base_lat, 99):.2f}",
+                                "1.00x",
+                            ],
+                            widths,
+                        )
+                    )
+                    if not door:
+                        print(row([f"gateway {era} x{concurrency}", "n/a", "-", "-", "no /mcp"], widths))
+                        continue
+                    rate, lat = await load(f"{gw_url}/mcp", mode, concurrency, args.seconds, "read_file", read_args)
+                    print(
+                        row(
+                            [
+                                f"gateway {era} x{concurrency}",
+                                f"{rate:.0f}",
+                                f"{pct(lat, 50):.2f}",
+                                f"{pct(lat, 99):.2f}",
+                                f"{rate / base_rate:.2f}x",
+                            ],
+                            widths,
+                        )
+                    )
+            print()
+            print("federation: upstream tool `echo` called directly vs as the gateway's `up_echo`, 1 client")
+            print(row(["path", "calls/s", "p50 ms", "p99 ms", "added p50"], widths))
+            echo_args = {"text": "ping"}
+            cases: list[tuple[str, Callable[[], Awaitable[list[float]]]]] = []
+            for era, mode in ERAS.items():
+
+                def direct(mode: str = mode) -> Awaitable[list[float]]:
+                    return _latencies(load(peer_url, mode, 1, args.seconds, "echo", echo_args))
+
+                def through(mode: str = mode) -> Awaitable[list[float]]:
+                    return _latencies(load(f"{gw_url}/mcp", mode, 1, args.seconds, "up_echo", echo_args))
+
+                cases.append((f"direct upstream {era}", direct))
+                if door:
+                    cases.append((f"gateway /mcp {era}", through))
+            cases.append(("gateway REST up_echo", lambda: rest_load(gw_url, args.seconds, "up_echo", echo_args)))
+            base_p50: float | None = None
+            for label, run in cases:
+                lat = await run()
+                p50 = pct(lat, 50)
+                if label.startswith("direct"):
+                    base_p50 = p50
+                added = f"+{p50 - base_p50:.2f} ms" if base_p50 is not None and not label.startswith("direct") else "-"
+                print(
+                    row([label, f"{len(lat) / args.seconds:.0f}", f"{p50:.2f}", f"{pct(lat, 99):.2f}", added], widths)
+                )
+        finally:
+            for proc in (gateway, peer):
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(10)
+                if proc.poll() is None:
+                    proc.kill()
+
+
+async def _latencies(run: Awaitable[tuple[float, list[float]]]) -> list[float]:
+    _, latencies = await run
+    return latencies
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
