@@ -87,5 +87,5 @@ def _agent_capability(llm: LLMService, agent: AgentConfig) -> Capability[AgentIn
         required_role=Role.MEMBER,
         read_only=False,
         idempotent=False,
-        tags=(AGENT_TAG,),
+        tags=(AGENT_TAG, "code_action"),
     )

@@ -295,6 +295,11 @@ class GatewaySession(LanguageServer):
                 self._prepare_call_hierarchy,
                 None,
             ),
+            "textDocument/inlineCompletion": (
+                lsp.TEXT_DOCUMENT_INLINE_COMPLETION,
+                self._inline_completion,
+                lsp.InlineCompletionOptions(),
+            ),
             "textDocument/diagnostic": (
                 lsp.TEXT_DOCUMENT_DIAGNOSTIC,
                 self._pull_diagnostics,
@@ -510,7 +515,47 @@ class GatewaySession(LanguageServer):
             lsp_item = conv.completion_item_to_lsp(args["path"], item)
             lsp_item.data = {"path": args["path"], "line": args["line"], "character": args["character"]}
             items.append(lsp_item)
+        items.extend(await self._ai_completion_items(args))
         return lsp.CompletionList(is_incomplete=result.next_cursor is not None, items=items)
+
+    async def _inline_completion(self, params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList:
+        """AI inline completion (advertised only when a completion model is configured)."""
+        args = self._position_params(params.text_document, params.position)
+        result = await self.run("complete_inline", args, params.work_done_token)
+        conv = self.converter()
+        return lsp.InlineCompletionList(
+            items=[
+                lsp.InlineCompletionItem(
+                    insert_text=item.insert_text, range=conv.range_to_lsp(args["path"], item.range)
+                )
+                for item in result.items
+            ]
+        )
+
+    async def _ai_completion_items(self, args: dict[str, Any]) -> list[lsp.CompletionItem]:
+        """The inline completion as ordinary completion items, when configured to add it."""
+        config = self.gw.config.inline_completion
+        if not config.add_to_completion_list or "complete_inline" not in self.gw.registry:
+            return []
+        try:
+            result = await self.gw.core.execute(self.call(), "complete_inline", args)
+        except GatewayError:
+            return []
+        conv = self.converter()
+        items = []
+        for item in result.model_dump()["items"]:
+            text = item["insert_text"]
+            rng = conv.range_to_lsp(args["path"], models.Range.model_validate(item["range"]))
+            items.append(
+                lsp.CompletionItem(
+                    label=text.splitlines()[0][:60] if text.strip() else text,
+                    kind=lsp.CompletionItemKind.Snippet,
+                    detail="AI completion",
+                    text_edit=lsp.TextEdit(range=rng, new_text=text),
+                    sort_text="~",
+                )
+            )
+        return items
 
     async def _completion_resolve(self, item: lsp.CompletionItem) -> lsp.CompletionItem:
         return item  # items already carry their detail and documentation
@@ -675,6 +720,9 @@ class GatewaySession(LanguageServer):
             args: dict[str, Any] = {"path": path} if "path" in fields else {}
             if "line" in fields and "character" in fields:
                 args.update(line=start.line, character=start.character)
+            if "input" in fields and "context" in fields:  # an agent: tell it where the editor is
+                where = {"path": path, "line": start.line, "character": start.character}
+                args.update(input=f"Work on {path} around line {start.line + 1}.", context=where)
             actions.append(
                 lsp.CodeAction(
                     title=cap.summary,
