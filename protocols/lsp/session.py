@@ -154,6 +154,7 @@ class GatewaySession(LanguageServer):
 
     async def cleanup(self) -> None:
         """Release what the session held: its open documents, timers and the bus subscription."""
+        self.gw.registry.off_change(self._registry_changed)
         for task in [*self._diagnostic_tasks.values(), self._watch_task]:
             if task is not None:
                 task.cancel()
@@ -320,6 +321,30 @@ class GatewaySession(LanguageServer):
         self.feature(lsp.TEXT_DOCUMENT_CODE_ACTION)(_plain(self._code_action, self))
         for cap in registry.for_door(Door.LSP):
             self.command(COMMAND_PREFIX + cap.name)(self._command_handler(cap.name))
+        registry.on_change(self._registry_changed)
+
+    def _registry_changed(self) -> None:
+        """Capabilities that arrive later (federated tools, agents) become commands of this session too;
+        a client that registers capabilities dynamically is told about them."""
+        commands = self.protocol.fm.commands
+        wanted = {COMMAND_PREFIX + cap.name: cap.name for cap in self.gw.registry.for_door(Door.LSP)}
+        added = [name for name in wanted if name not in commands]
+        for name in added:
+            self.command(name)(self._command_handler(wanted[name]))
+        for name in [n for n in commands if n.startswith(COMMAND_PREFIX) and n not in wanted]:
+            del commands[name]  # withdrawn: executing it now answers "method not found"
+        if (
+            added
+            and self.protocol._workspace is not None
+            and self._supports("workspace", "execute_command", "dynamic_registration")
+        ):
+            registration = lsp.Registration(
+                id=f"gateway-commands-{uuid.uuid4().hex[:8]}",
+                method=lsp.WORKSPACE_EXECUTE_COMMAND,
+                register_options=lsp.ExecuteCommandRegistrationOptions(commands=added),
+            )
+            with contextlib.suppress(Exception):
+                self.client_register_capability(lsp.RegistrationParams(registrations=[registration]))
 
     async def _initialize(self, params: lsp.InitializeParams) -> None:
         options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
