@@ -64,6 +64,12 @@ def median_ms(values: Iterable[float]) -> float:
 
 
 # -- processes -------------------------------------------------------------------------------------------
+def machine() -> str:
+    """CPU count and load averages: other work on the machine shows in the percentiles."""
+    one, five, _ = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min)"
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of a process from /proc/PID/status, in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

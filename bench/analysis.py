@@ -38,6 +38,7 @@ from _common import (
     ROOT,
     Probe,
     jedi_config,
+    machine,
     make_workspace,
     pct,
     probes,
@@ -217,12 +218,8 @@ def describe(answer: Any) -> str:
     return f"{data['engine']}: {size}"
 
 
-def row(label: str, server: str, lat: list[float], base: list[float] | None, extra: str = "") -> None:
-    ratios = ""
-    if base is not None:
-        ratios = f"{ratio(pct(lat, 50), pct(base, 50)):>8} | {ratio(pct(lat, 99), pct(base, 99)):>8}"
-    else:
-        ratios = f"{'':>8} | {'':>8}"
+def row(label: str, server: str, lat: list[float], base: list[float], extra: str) -> None:
+    ratios = f"{ratio(pct(lat, 50), pct(base, 50)):>8} | {ratio(pct(lat, 99), pct(base, 99)):>8}"
     print(f"{label:<22} | {server:<28} | {pct(lat, 50):>7.2f} | {pct(lat, 99):>7.2f} | {ratios} | {extra}")
 
 
@@ -335,18 +332,19 @@ async def builtin_engines(root: Path, iterations: int) -> None:
             ("document_symbols", TS_FILE, lambda: execute("document_symbols", {"path": TS_FILE})),
             ("edit+diagnostics", TS_FILE, lambda: edit_then_diagnostics(TS_FILE)),
         ]
-        results: list[tuple[str, str, list[float], str]] = []
-        for op, path, run in cases:
-            for _ in range(WARMUP // 3):
-                await run()
-            lat = []
-            answer: Any = None
-            for _ in range(iterations):
+        # Rounds interleave the cases, so whatever builds up in the process over the run (caches, the kept
+        # execution records, the garbage collector's work) weighs on every row alike.
+        samples: list[list[float]] = [[] for _ in cases]
+        answers: list[Any] = [None for _ in cases]
+        for round_ in range(WARMUP // 3 + iterations):
+            for i, (_, _, run) in enumerate(cases):
                 t0 = time.perf_counter()
-                answer = await run()
-                lat.append(time.perf_counter() - t0)
-            results.append((op, path, lat, describe(answer)))
-        print(f"\n2. Built-in engines in-process (core.execute, default config), {iterations} calls per row")
+                answers[i] = await run()
+                if round_ >= WARMUP // 3:
+                    samples[i].append(time.perf_counter() - t0)
+        results = [(op, path, samples[i], describe(answers[i])) for i, (op, path, _) in enumerate(cases)]
+        print(f"\n2. Built-in engines in-process (core.execute, default config), {iterations} calls per row,")
+        print(f"   after {WARMUP // 3} warm-up rounds, rounds interleaved")
         print(
             f"   {PY_FILE}: {len(py_text.splitlines())} lines, {len(py_text)} bytes; "
             f"{TS_FILE}: {len(ts_text.splitlines())} lines, {len(ts_text)} bytes"
@@ -443,14 +441,17 @@ async def main() -> None:
     only = set(args.only or ["managed", "builtin", "index"])
     quiet_logging()
     started = time.perf_counter()
+    print(f"python {sys.version.split()[0]}, {JEDI_LS}; {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         if "managed" in only:
             await managed_vs_direct(make_workspace(Path(tmp) / "proj"), args.iterations)
+            print(f"   ({time.perf_counter() - started:.0f}s so far; {machine()})")
         if "builtin" in only:
             await builtin_engines(make_workspace(Path(tmp) / "engines"), args.engine_iterations)
+            print(f"   ({time.perf_counter() - started:.0f}s so far; {machine()})")
         if "index" in only:
             index_build(Path(tmp) / "tree", args.files, args.warm_builds)
-    print(f"\nwhole run {time.perf_counter() - started:.0f}s")
+    print(f"\nwhole run {time.perf_counter() - started:.0f}s; {machine()}")
 
 
 if __name__ == "__main__":

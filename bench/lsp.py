@@ -31,6 +31,7 @@ from _common import (
     drain_stream,
     jedi_config,
     kill_pids,
+    machine,
     make_workspace,
     new_client,
     pct,
@@ -207,7 +208,8 @@ async def main() -> None:
     parser.add_argument("--starts", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=100)
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, jedi-language-server {JEDI_LS}")
+    started = time.perf_counter()
+    print(f"python {sys.version.split()[0]}, {JEDI_LS}; {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-lsp-") as tmp:
         root = make_workspace(Path(tmp) / "proj")
         config = jedi_config(Path(tmp) / "jedi.toml")
@@ -216,6 +218,7 @@ async def main() -> None:
         await latency(root, config, args.iterations)
         await startup(root, args.starts)
         await memory(root, args.sessions)
+    print(f"\nwhole run {time.perf_counter() - started:.0f}s; {machine()}")
 
 
 if __name__ == "__main__":

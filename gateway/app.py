@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from protocols.lsp import LspDoor
+    from protocols.mcp import McpDoor
     from protocols.mcp_client import Federation
+
+    from .runs import RunQueue  # runs
 
 log = logging.getLogger("gateway")
 
@@ -68,14 +71,39 @@ class Gateway:
             self.llm.start_warming()
 
     # -- end LLM ------------------------------------------------------------------------------------------
+    # -- durable run queue (gateway/runs) -----------------------------------------------------------------
+    runs: RunQueue | None = None  # set by start() when agents are configured
+
+    async def start_runs(self) -> None:
+        """Open the run queue (SQLite in the state dir, or Redis) and start its workers, when agents exist.
+
+        Without agents there is nothing to run, and no state directory is created in the workspace.
+        """
+        if self.runs is not None or "run_agent" not in self.registry:
+            return
+        from .runs import build_run_queue, state_dir
+
+        queue = build_run_queue(self.core, self.config, state_dir(self.config))
+        await queue.start()
+        self.runs = queue
+
+    async def close_runs(self) -> None:
+        """Stop the workers; runs cut short go back to the queue for the next start (or another instance)."""
+        runs, self.runs = self.runs, None
+        if runs is not None:
+            await runs.close()
+
+    # -- end of durable run queue -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.start_llm()  # LLM: first, so a refused agent config leaves nothing to clean up
         await self.bus.start()
         await self.analysis.start()
         await self.start_federation()
+        await self.start_runs()  # runs: last, its workers use everything above
 
     async def close(self) -> None:
+        await self.close_runs()  # runs: first, its workers use everything below
         if self.llm is not None:  # LLM
             await self.llm.close()
         await self.close_federation()
@@ -209,8 +237,8 @@ def announce(door: str, url: str) -> None:
     print(f"listening {door} {url}", file=sys.stderr, flush=True)
 
 
-async def start_http(gw: Gateway, lsp_door: LspDoor) -> tuple[web.AppRunner, str]:
-    """Start the one HTTP listener (REST, LSP over WebSocket at /lsp) and return its URL."""
+async def start_http(gw: Gateway, lsp_door: LspDoor, mcp_door: McpDoor | None = None) -> tuple[web.AppRunner, str]:
+    """Start the one HTTP listener (REST, LSP over WebSocket at /lsp, MCP at /mcp) and return its URL."""
     from aiohttp import web
 
     from protocols.rest import create_app
@@ -218,6 +246,12 @@ async def start_http(gw: Gateway, lsp_door: LspDoor) -> tuple[web.AppRunner, str
 
     app = create_app(gw)
     add_lsp_websocket(app, lsp_door)
+    # -- MCP door: streamable HTTP at /mcp (protocols/mcp) --
+    if mcp_door is not None:
+        from protocols.mcp.http import add_mcp_http
+
+        add_mcp_http(app, mcp_door)
+    # -- end MCP door --
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     server = runner.server
@@ -248,6 +282,23 @@ async def run_lsp_stdio(config: GatewayConfig) -> int:
         await gw.close()
 
 
+# -- MCP door: stdio (protocols/mcp) --
+async def run_mcp_stdio(config: GatewayConfig) -> int:
+    """`gateway mcp`: the MCP door over this process's stdin and stdout."""
+    from protocols.mcp import run_stdio as run_mcp
+
+    gw = build_gateway(config)
+    await gw.start()
+    try:
+        return await run_mcp(gw)
+    finally:
+        await gw.core.drain(1.0)
+        await gw.close()
+
+
+# -- end MCP door --
+
+
 def _bound_port(runner: web.AppRunner, default: int) -> int:
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
@@ -268,8 +319,14 @@ async def serve(config: GatewayConfig) -> int:
     from protocols.lsp import LspDoor
 
     lsp_door = LspDoor(gw)
+    # -- MCP door (protocols/mcp) --
+    from protocols.mcp import McpDoor
+
+    mcp_door = McpDoor(gw)
+    await mcp_door.start()
+    # -- end MCP door --
     try:
-        runner, url = await start_http(gw, lsp_door)
+        runner, url = await start_http(gw, lsp_door, mcp_door)
         announce("http", url)
         if config.server.lsp_port is not None:
             port = await lsp_door.start_tcp(config.server.host, config.server.lsp_port)
@@ -288,5 +345,6 @@ async def serve(config: GatewayConfig) -> int:
                 loop.remove_signal_handler(sig)
         if runner is not None:
             await runner.cleanup()
+        await mcp_door.close()  # MCP door
         await gw.close()
     return 0

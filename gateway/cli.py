@@ -98,6 +98,16 @@ def cmd_lsp(args: argparse.Namespace) -> int:
     return asyncio.run(run_lsp_stdio(config))
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """`gateway mcp`: the MCP door over stdio, for an MCP client (Claude Desktop) to launch."""
+    from .app import run_mcp_stdio
+
+    overrides = {"server": {"workspace": str(args.workspace)}} if args.workspace is not None else None
+    config = _load(args, overrides)
+    setup_logging(config)
+    return asyncio.run(run_mcp_stdio(config))
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = _load(args)
     from .app import StartupRefused, check_exposure
@@ -138,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     lsp_cmd.add_argument("--config", type=Path, help="TOML config file")
     lsp_cmd.add_argument("--workspace", type=Path, help="workspace root (default: current directory)")
     lsp_cmd.set_defaults(func=cmd_lsp)
+
+    mcp_cmd = sub.add_parser("mcp", help="serve MCP over stdio (for an MCP client such as Claude Desktop to launch)")
+    mcp_cmd.add_argument("--config", type=Path, help="TOML config file")
+    mcp_cmd.add_argument("--workspace", type=Path, help="workspace root (default: current directory)")
+    mcp_cmd.set_defaults(func=cmd_mcp)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)

@@ -40,6 +40,7 @@ class Federation:
     ) -> None:
         self.registry = registry
         self._listeners: list[Callable[[], None]] = []
+        self._detach: list[Callable[[], None]] = []
         self.upstreams: dict[str, Upstream] = {
             c.name: Upstream(
                 c, registry, workspace_root=workspace_root, on_lists_changed=self._lists_changed, environ=environ
@@ -66,8 +67,26 @@ class Federation:
             log.warning("mcp upstream %s not ready: %s", upstream.name, exc or "timed out")
 
     async def close(self) -> None:
-        """Disconnect every upstream and withdraw its tools."""
+        """Disconnect every upstream and withdraw its tools, resources and prompts."""
+        for detach in self._detach:
+            detach()
+        self._detach.clear()
         await asyncio.gather(*(u.close() for u in self.upstreams.values()), return_exceptions=True)
+
+    # -- the MCP door -------------------------------------------------------------------------------
+    def attach_mcp_door(self, door: Any) -> None:
+        """Offer the upstreams' resources and prompts on `door` (a `protocols.mcp.McpDoor`, which calls this
+        when it starts), and tell its clients when those lists change."""
+        from .door_providers import FederatedPrompts, FederatedResources
+
+        self._detach.append(door.add_resource_provider(FederatedResources(self)))
+        self._detach.append(door.add_prompt_provider(FederatedPrompts(self)))
+
+        def changed() -> None:
+            door.notify_resources_changed()
+            door.notify_prompts_changed()
+
+        self.on_change(changed)
 
     # -- change notifications ----------------------------------------------------------------------
     def on_change(self, listener: Callable[[], None]) -> None:

@@ -188,10 +188,10 @@ _ERA_FIELDS = ("ttlMs", "cacheScope")  # the upstream's own caching hints: the d
 
 
 def _wire(model: Any) -> dict[str, Any]:
-    """A result as era-neutral wire JSON: the upstream's protocol stamps removed, the rest as it sent it."""
+    """A result as wire JSON for any era: `resultType` always present ("complete" unless the upstream asks for
+    input; handshake-era serializers drop it), the upstream's own protocol stamps and cache hints removed."""
     data: dict[str, Any] = model.model_dump(by_alias=True, mode="json", exclude_none=True)
-    if data.get("resultType") == "complete":
-        del data["resultType"]  # the door stamps what its client's protocol version needs
+    data.setdefault("resultType", "complete")
     for key in _ERA_FIELDS:
         data.pop(key, None)
     meta = data.get("_meta")

@@ -14,11 +14,12 @@ from pydantic import BaseModel
 
 from gateway import __version__
 from gateway.app import Gateway
-from gateway.errors import Forbidden, GatewayError, InvalidParams, NotFound, PayloadTooLarge
+from gateway.errors import Forbidden, GatewayError, InvalidParams, NotFound, PayloadTooLarge, Unauthorized
 from gateway.execution import CallContext, Execution, ProgressReport
 from gateway.identity import Identity, Role
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.registry import Door
+from gateway.runs import RunQueue, RunRecord, RunStatus, parse_submit
 from translators.errors import problem, problem_from_error
 from translators.openapi import build_openapi, capability_path, rest_capabilities
 
@@ -26,7 +27,11 @@ log = logging.getLogger("gateway.rest")
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 IDENTITY = "gateway.identity"
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# RFC 9728 protected-resource metadata (for MCP clients over HTTP when JWT auth is configured): public.
+WELL_KNOWN_RESOURCE = "/.well-known/oauth-protected-resource"
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", WELL_KNOWN_RESOURCE, WELL_KNOWN_RESOURCE + "/mcp"}
+)
 PROBLEM = "application/problem+json"
 SOCKET_PATHS = frozenset({"/lsp", "/ws"})
 
@@ -37,11 +42,13 @@ def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] 
     return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM, headers=headers, charset="utf-8")
 
 
-def error_response(error: GatewayError) -> web.Response:
+def error_response(error: GatewayError, resource_metadata: str | None = None) -> web.Response:
     status, body = problem_from_error(error)
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+        if resource_metadata is not None:  # RFC 9728 section 5.1
+            headers["WWW-Authenticate"] += f', resource_metadata="{resource_metadata}"'
     if status == 429:
         headers["Retry-After"] = str(max(1, int(-(-float(body.get("retry_after", 1)) // 1))))
     return problem_response(status, body, headers)
@@ -55,7 +62,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except GatewayError as exc:
         if exc.code == "internal":
             log.error("internal error on %s %s: %s", request.method, request.path, exc.message)
-        return error_response(exc)
+        metadata = resource_metadata_url(request) if exc.code == "unauthorized" else None
+        return error_response(exc, metadata)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -70,6 +78,49 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(500, problem(500, "internal", "internal error; see the gateway log"))
+
+
+# -- RFC 9728 protected-resource metadata (the MCP door's OAuth discovery; JWT auth only) ----------------
+def _resource_url(request: web.Request) -> str | None:
+    """This gateway's resource URL: `[auth.jwt] resource`, else the MCP endpoint at the requested host."""
+    gw = request.app[GATEWAY_KEY]
+    jwt = gw.config.auth.jwt
+    if jwt is None:
+        return None
+    if jwt.resource:
+        return jwt.resource
+    host = "".join(c for c in request.host if c.isalnum() or c in ".-:[]_") or "localhost"
+    return f"{request.scheme}://{host}/mcp"
+
+
+def resource_metadata_url(request: web.Request) -> str | None:
+    """Where the protected-resource metadata is (RFC 9728 section 3.1), or None without JWT auth."""
+    resource = _resource_url(request)
+    if resource is None:
+        return None
+    scheme, _, rest = resource.partition("://")
+    authority, slash, path = rest.partition("/")
+    suffix = f"/{path}".rstrip("/") if slash else ""
+    return f"{scheme}://{authority}{WELL_KNOWN_RESOURCE}{suffix}"
+
+
+async def protected_resource_metadata(request: web.Request) -> web.Response:
+    """RFC 9728 metadata: the resource, who issues its tokens, and that they go in the header only."""
+    gw = request.app[GATEWAY_KEY]
+    jwt = gw.config.auth.jwt
+    resource = _resource_url(request)
+    if jwt is None or resource is None:
+        raise NotFound("no protected-resource metadata: JWT auth is not configured")
+    body = {
+        "resource": resource,
+        "authorization_servers": list(jwt.authorization_servers) or [jwt.issuer],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "gateway",
+    }
+    return web.json_response(body, headers={"Cache-Control": "max-age=300"})
+
+
+# -- end RFC 9728 -----------------------------------------------------------------------------------------
 
 
 def auth_middleware_for(gw: Gateway) -> Any:
@@ -305,6 +356,116 @@ async def _sse(response: web.StreamResponse, event: str, data: Any) -> None:
     await response.write(f"event: {event}\ndata: {payload}\n\n".encode())
 
 
+# -- durable run queue (gateway/runs): POST /v1/agents/{name}/runs, GET /v1/runs, GET|DELETE /v1/runs/{id} --
+RUNS_PAGE_DEFAULT = 50
+
+
+class RunsDoor:
+    """The run queue's endpoints; the queue itself is `Gateway.runs` (present when agents are configured)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    def _queue(self) -> RunQueue:
+        if self.gw.runs is None:
+            raise NotFound("no run queue: no agents are configured")
+        return self.gw.runs
+
+    def _caller(self, request: web.Request) -> Identity:
+        identity = _identity(request)
+        if self.gw.authenticator.enabled and not identity.authenticated:
+            raise Unauthorized("authentication required")
+        return identity
+
+    async def _visible(self, request: web.Request) -> RunRecord:
+        """The run named in the path, if the caller asked for it (admins see every run)."""
+        identity = self._caller(request)
+        run_id = request.match_info["id"]
+        record = await self._queue().get(run_id)
+        if identity.role < Role.ADMIN and record.subject != identity.subject:
+            raise NotFound(f"no run {run_id!r}", data={"run_id": run_id})
+        return record
+
+    async def submit(self, request: web.Request) -> web.Response:
+        """Queue a run of the agent: 202 with the record and `Location: /v1/runs/{id}`."""
+        identity = self._caller(request)
+        name = request.match_info["name"]
+        queue = self._queue()
+        if name not in {a.name for a in self.gw.config.agents}:
+            raise NotFound(f"no agent named {name!r}", data={"agent": name})
+        body = parse_submit(await read_json_object(request))
+        record = await queue.submit(identity, name, body)
+        return web.Response(
+            status=202,
+            text=_dump(record),
+            content_type="application/json",
+            headers={"Location": f"/v1/runs/{record.id}"},
+        )
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        """The record; with `Accept: text/event-stream` the run live: `run`, `progress`..., `final`."""
+        record = await self._visible(request)
+        if not _wants_sse(request):
+            return web.Response(text=_dump(record), content_type="application/json")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        try:
+            async with contextlib.aclosing(self._queue().watch(record.id)) as events:
+                async for kind, data in events:
+                    await _sse(response, kind, data)
+            await response.write_eof()
+        except ConnectionResetError:  # the client went away; the run goes on
+            pass
+        return response
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """Cancel a queued or running run: 200 with the final record (202 if it is still stopping),
+        409 when it had already ended."""
+        record = await self._visible(request)
+        record, changed = await self._queue().cancel(record.id)
+        if not changed:
+            body = problem(409, "already_finished", f"run already {record.status.value}")
+            body["run"] = record.model_dump(mode="json")
+            return problem_response(409, body)
+        status = 200 if record.status.terminal else 202
+        return web.Response(status=status, text=_dump(record), content_type="application/json")
+
+    async def list(self, request: web.Request) -> web.Response:
+        """The caller's runs, newest first: `?status=&limit=&cursor=`."""
+        identity = self._caller(request)
+        raw_status = request.query.get("status") or None
+        try:
+            status = RunStatus(raw_status) if raw_status else None
+        except ValueError:
+            allowed = ", ".join(s.value for s in RunStatus)
+            raise InvalidParams(f"status must be one of {allowed}", data={"value": raw_status}) from None
+        most = self.gw.config.limits.max_page_size
+        try:
+            limit = int(request.query.get("limit", RUNS_PAGE_DEFAULT))
+        except ValueError:
+            raise InvalidParams("limit must be an integer") from None
+        if not 1 <= limit <= most:
+            raise InvalidParams(f"limit must be between 1 and {most}", data={"limit": limit})
+        if self.gw.runs is None:
+            return web.json_response({"runs": [], "next_cursor": None})
+        page = await self.gw.runs.list(identity.subject, status=status, limit=limit, cursor=request.query.get("cursor"))
+        return web.Response(text=_dump(page), content_type="application/json")
+
+
+def add_run_routes(app: web.Application, gw: Gateway) -> None:
+    """The run queue's routes on the REST app."""
+    door = RunsDoor(gw)
+    app.router.add_post("/v1/agents/{name}/runs", door.submit)
+    app.router.add_get("/v1/runs", door.list)
+    app.router.add_get("/v1/runs/{id}", door.get)
+    app.router.add_delete("/v1/runs/{id}", door.cancel)
+
+
+# -- end of durable run queue ---------------------------------------------------------------------------------
+
+
 def create_app(gw: Gateway) -> web.Application:
     """The aiohttp application of the REST door; later doors add their routes to it."""
     limit = gw.config.server.max_body_bytes
@@ -323,6 +484,9 @@ def create_app(gw: Gateway) -> web.Application:
     app.router.add_get("/healthz", door.healthz)
     app.router.add_get("/readyz", door.readyz)
     app.router.add_get("/metrics", door.metrics)
+    add_run_routes(app, gw)  # the durable run queue
+    app.router.add_get(WELL_KNOWN_RESOURCE, protected_resource_metadata)
+    app.router.add_get(WELL_KNOWN_RESOURCE + "/mcp", protected_resource_metadata)
     return app
 
 

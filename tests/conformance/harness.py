@@ -49,6 +49,16 @@ PROTOCOL_SCENARIOS = {
 _SUMMARY = re.compile(r"^[✓✗]\s+(\S+):\s+(\d+) passed, (\d+) failed", re.M)
 
 
+def expected_failures() -> list[str]:
+    """The scenario names in expected-failures.yaml (`server:` list)."""
+    names = []
+    for line in EXPECTED_FAILURES.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("- "):
+            names.append(stripped[2:].strip())
+    return names
+
+
 def ensure_installed() -> None:
     """`npm ci` when node_modules is missing or older than the lock file."""
     stamp = NODE_MODULES / ".package-lock.json"

@@ -28,6 +28,39 @@ pytestmark = [
 ]
 
 
+# Checks that fail today because of the MCP door, not the federation or the fixture (see each reason). While
+# only these fail, the test is an expected failure naming them; any other failure fails it. Remove an entry
+# when the door fixes it.
+KNOWN_DOOR_GAPS: dict[str, str] = {}
+# The gateway's own tools have none of the diagnostic tools server-stateless probes (a gateway has no business
+# shipping test_missing_capability and friends), so these checks are "not testable" without an upstream.
+OWN_TOOLS_GAPS: dict[str, str] = {
+    "server-stateless:sep-2575-server-rejects-undeclared-capability": "no test_missing_capability tool",
+    "server-stateless:sep-2575-missing-capability-http-400": "no test_missing_capability tool",
+    "server-stateless:sep-2575-http-server-no-independent-requests-on-stream": "no test_streaming_elicitation tool",
+    "server-stateless:sep-2575-server-no-log-without-loglevel": "no test_logging_tool tool",
+    "server-stateless:sep-2575-server-sends-prompts-list-changed-on-subscription": "no test_trigger_prompt_change",
+    "server-stateless:sep-2575-server-sends-tools-list-changed-on-subscription": "no test_trigger_tool_change",
+}
+
+
+def _judge(run: harness.Run, known: dict[str, str], *, ignore_tasks: bool = False, warnings: bool = True) -> None:
+    """Fail on any failed (or, with `warnings`, warned) check outside `known`; xfail naming the known ones."""
+    assert run.scenarios, run.output[-3000:]
+    failing = [
+        f
+        for f in run.failures
+        if not (ignore_tasks and f["scenario"].startswith("tasks-")) and (warnings or f.get("status") == "FAILURE")
+    ]
+    keys = {f"{f['scenario']}:{f.get('id')}" for f in failing}
+    unknown = sorted(keys - set(known))
+    assert not unknown, f"unexpected conformance failures {unknown}:\n{run.report()}"
+    if keys:
+        pytest.xfail("; ".join(f"{k}: {known[k]}" for k in sorted(keys)))
+    if not ignore_tasks:
+        assert run.returncode == 0, run.output[-3000:]
+
+
 @pytest.fixture(scope="module")
 def suite_installed() -> None:
     harness.ensure_installed()
@@ -57,8 +90,7 @@ def plain_gateway(tmp_path_factory: pytest.TempPathFactory, suite_installed: Non
 
 def test_every_0_1_16_scenario_passes_through_federation(federating_gateway: ServerProcess) -> None:
     run = harness.run_suite("0.1.16", f"{federating_gateway.url}/mcp", label="federated")
-    assert run.scenarios, run.output[-3000:]
-    assert run.failed == 0 and run.returncode == 0, run.report()
+    _judge(run, {}, warnings=False)  # 0.1.16 counts warnings as passes (its own summary and exit code)
 
 
 def test_every_0_2_scenario_but_tasks_passes_through_federation(federating_gateway: ServerProcess) -> None:
@@ -68,9 +100,9 @@ def test_every_0_2_scenario_but_tasks_passes_through_federation(federating_gatew
         label="federated",
         expected_failures=harness.EXPECTED_FAILURES,
     )
-    assert run.scenarios, run.output[-3000:]
-    unexpected = [f for f in run.failures if not f["scenario"].startswith("tasks-")]
-    assert run.returncode == 0 and not unexpected, run.report()
+    _judge(run, KNOWN_DOOR_GAPS, ignore_tasks=True)
+    tasks = {f["scenario"] for f in run.failures if f["scenario"].startswith("tasks-")}
+    assert tasks <= set(harness.expected_failures()), tasks
 
 
 @pytest.mark.parametrize(
@@ -81,5 +113,4 @@ def test_protocol_scenarios_pass_on_the_gateways_own_tools(
     plain_gateway: ServerProcess, version: str, scenario: str
 ) -> None:
     run = harness.run_suite(version, f"{plain_gateway.url}/mcp", label="own-tools", scenario=scenario)
-    assert run.scenarios, run.output[-3000:]
-    assert run.returncode == 0 and not run.failures, run.report()
+    _judge(run, OWN_TOOLS_GAPS)

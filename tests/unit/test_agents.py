@@ -310,7 +310,7 @@ def test_agent_capabilities_are_tagged_for_the_doors(workspace: Path) -> None:
     files.register(registry, LimitsConfig())
     register_agents(registry, LLMService([]), [agent()])
     cap = registry.get(agent_capability_name("helper"))
-    assert cap.tags == ("agent",)
+    assert cap.tags == ("agent", "code_action")  # an LSP code action too
     assert cap.summary == "Answers questions about the code"
     assert cap.required_role is Role.MEMBER and cap.read_only is False
     assert cap.params_model.model_json_schema()["required"] == ["input"]

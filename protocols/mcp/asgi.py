@@ -1,0 +1,176 @@
+"""Serve one aiohttp request with an ASGI application, streaming both ways.
+
+The MCP SDK's streamable HTTP transport is an ASGI application; the gateway's one HTTP listener is
+aiohttp. This bridge runs the ASGI app inside the aiohttp handler task and keeps the two properties a
+general-purpose adapter tends to lose, without which SSE responses hang:
+
+- every `http.response.body` chunk is written (and flushed) as it comes, so progress notifications
+  reach the client before the result, and a response with `more_body` may stay open indefinitely;
+- `receive()` hands over the request body, and after that blocks until the client goes away (or the
+  response is complete) and then reports `http.disconnect`, as ASGI servers do. It must never return
+  immediately in a loop: SSE responses watch `receive()` for the disconnect, and the 2026-07-28 transport
+  cancels a request when its client closes the stream.
+
+aiohttp tells a handler about a lost connection only by cancelling it (`handler_cancellation`, off on
+this listener), so the disconnect is noticed by checking the transport every `DISCONNECT_POLL_SECONDS`
+while someone waits for it, and at once when a write fails. After a disconnect, writes are dropped
+quietly, as uvicorn does, so the application winds down through its normal paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+log = logging.getLogger("gateway.mcp")
+
+Scope = dict[str, Any]
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DISCONNECT_POLL_SECONDS = 0.1
+"""How often a waiting `receive()` checks whether the client has gone away."""
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"})
+
+
+def http_scope(request: web.Request, extra: Mapping[str, Any] | None = None) -> Scope:
+    """The ASGI HTTP scope of an aiohttp request (header names lower-cased, as ASGI requires)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    sock = transport.get_extra_info("sockname") if transport is not None else None
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": f"{request.version.major}.{request.version.minor}",
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.raw_path.split("?", 1)[0].encode("latin-1", "replace"),
+        "query_string": request.query_string.encode("latin-1", "replace"),
+        "root_path": "",
+        "headers": [(name.lower(), value) for name, value in request.raw_headers],
+        "client": tuple(peer[:2]) if isinstance(peer, tuple) else None,
+        "server": tuple(sock[:2]) if isinstance(sock, tuple) else None,
+        "state": {},
+        "extensions": {},
+    }
+    if extra:
+        scope.update(extra)
+    return scope
+
+
+class _Exchange:
+    """One request/response between aiohttp and the ASGI app."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response: web.StreamResponse | None = None
+        self.status: int | None = None
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.body_done = False
+        self.completed = asyncio.Event()
+        self.disconnected = False
+
+    # -- receive ------------------------------------------------------------------------------------
+    def _gone(self) -> bool:
+        if not self.disconnected:
+            transport = self.request.transport
+            self.disconnected = transport is None or transport.is_closing()
+        return self.disconnected
+
+    async def receive(self) -> Message:
+        if not self.body_done:
+            content = self.request.content
+            try:
+                chunk = await content.readany()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                self.body_done = self.disconnected = True
+                return {"type": "http.disconnect"}
+            self.body_done = content.at_eof()
+            return {"type": "http.request", "body": bytes(chunk), "more_body": not self.body_done}
+        while not self.completed.is_set() and not self._gone():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DISCONNECT_POLL_SECONDS):
+                    await self.completed.wait()
+        return {"type": "http.disconnect"}
+
+    # -- send ---------------------------------------------------------------------------------------
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.status is not None:
+                raise RuntimeError("http.response.start sent twice")
+            self.status = int(message["status"])
+            for name, value in message.get("headers", ()):
+                if bytes(name).lower() not in _HOP_BY_HOP:
+                    self.headers.add(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+            if self.headers.get("Content-Type", "").startswith("text/event-stream"):
+                await self._prepare()  # an event stream's headers go out now, before any event
+            return
+        if kind != "http.response.body":
+            return
+        if self.status is None:
+            raise RuntimeError("http.response.body sent before http.response.start")
+        if self.completed.is_set() or self.disconnected:
+            return
+        body = bytes(message.get("body", b""))
+        more = bool(message.get("more_body", False))
+        try:
+            if self.response is None and not more and "Content-Length" not in self.headers:
+                self.headers["Content-Length"] = str(len(body))
+            response = await self._prepare()
+            if body:
+                await response.write(body)
+            if not more:
+                await response.write_eof()
+                self.completed.set()
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("mcp http: client went away while writing: %s", exc)
+            self.disconnected = True
+
+    async def _prepare(self) -> web.StreamResponse:
+        if self.response is None:
+            assert self.status is not None
+            response = web.StreamResponse(status=self.status, headers=self.headers)
+            await response.prepare(self.request)
+            self.response = response
+        return self.response
+
+    async def finish(self) -> web.StreamResponse:
+        """The response aiohttp gets back once the app has returned."""
+        if self.status is None:
+            if self.disconnected:
+                return web.Response(status=499)
+            log.error("mcp http: the ASGI app returned without a response")
+            return web.Response(status=500, text="internal error")
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            response = await self._prepare()
+            if not self.completed.is_set():
+                self.completed.set()
+                await response.write_eof()
+        return self.response if self.response is not None else web.Response(status=self.status)
+
+
+async def serve_asgi(
+    app: ASGIApp, request: web.Request, extra_scope: Mapping[str, Any] | None = None
+) -> web.StreamResponse:
+    """Run `app` for `request` in this handler task and return the (already streamed) response."""
+    exchange = _Exchange(request)
+    try:
+        await app(http_scope(request, extra_scope), exchange.receive, exchange.send)
+    except Exception:
+        if exchange.status is not None:
+            log.exception("mcp http: the ASGI app failed after starting its response")
+            exchange.completed.set()
+            return exchange.response if exchange.response is not None else web.Response(status=exchange.status)
+        log.exception("mcp http: the ASGI app failed")
+        return web.Response(status=500, text="internal error")
+    return await exchange.finish()

@@ -1,0 +1,164 @@
+"""Streamable HTTP at `/mcp` on the gateway's one aiohttp listener.
+
+The SDK's `StreamableHTTPSessionManager` does the protocol work for both eras (2025 sessions with
+`Mcp-Session-Id`, a GET stream and DELETE, resumable SSE with an event store per session, see
+`protocols.mcp.events`; 2026-07-28 single-exchange POSTs with the `Mcp-Method` / `Mcp-Name` header
+checks). It is an ASGI application, served here through `protocols.mcp.asgi`, which streams SSE as it
+is produced and reports the client's disconnect. The manager's task group lives in a
+task of its own for the lifetime of the listener (anyio scopes must be left by the task that entered them).
+
+Security: the REST door's middleware has already authenticated the request (401 otherwise) and put the
+`Identity` on it; that identity goes into the ASGI scope for the handlers, and, with auth configured, a
+session is bound to the identity that opened it (the SDK answers 404 to anyone else). Host and Origin
+are checked against loopback names plus `[mcp] allowed_hosts` / `allowed_origins` (DNS rebinding):
+a bad Host gets 421, a bad Origin 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from typing import Any
+
+from aiohttp import web
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import Request
+
+from gateway.config import GatewayConfig
+from gateway.identity import Identity
+from protocols.rest.server import IDENTITY
+
+from .asgi import http_scope, serve_asgi
+from .door import IDENTITY_SCOPE_KEY, McpDoor
+from .events import SessionManager
+
+log = logging.getLogger("gateway.mcp")
+
+MCP_PATH = "/mcp"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+MANAGER_KEY = web.AppKey("mcp_http", object)
+
+
+def _host_forms(host: str) -> list[str]:
+    """A Host value with and without a port (`name` and `name:*`); IPv6 literals in brackets."""
+    host = host.strip()
+    if not host:
+        return []
+    try:
+        if ipaddress.ip_address(host.strip("[]")).version == 6:
+            host = f"[{host.strip('[]')}]"
+    except ValueError:
+        pass
+    if host.endswith("]") or ":" not in host:
+        return [host, f"{host}:*"]
+    return [host]
+
+
+def security_settings(config: GatewayConfig) -> TransportSecuritySettings:
+    """Host/Origin rules for `/mcp`: loopback names always, the bound address, then the configured extras."""
+    hosts: list[str] = []
+    for name in LOOPBACK_HOSTS:
+        hosts += _host_forms(name)
+    bound = config.server.host
+    if bound not in ("0.0.0.0", "::", ""):
+        hosts += _host_forms(bound)
+    for extra in config.mcp.allowed_hosts:
+        hosts += _host_forms(extra)
+    origins: list[str] = []
+    for scheme in ("http", "https"):
+        for name in LOOPBACK_HOSTS:
+            origins += [f"{scheme}://{name}", f"{scheme}://{name}:*"]
+    origins += [o.rstrip("/") for o in config.mcp.allowed_origins]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys(hosts)),
+        allowed_origins=list(dict.fromkeys(origins)),
+    )
+
+
+class McpHttp:
+    """The `/mcp` endpoint: one SDK session manager, run for as long as the listener runs."""
+
+    def __init__(self, door: McpDoor) -> None:
+        self.door = door
+        config = door.gw.config
+        self.settings = security_settings(config)
+        self._security = TransportSecurityMiddleware(self.settings)
+        self.manager = SessionManager(
+            app=door.server,
+            json_response=False,
+            stateless=False,
+            security_settings=self.settings,
+            max_request_body_size=config.server.max_body_bytes,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start the session manager in its own task and wait until it serves."""
+        if self._task is not None:
+            return
+        self._task = asyncio.create_task(self._run(), name="mcp-http-sessions")
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._task.done():
+            self._task.result()  # raises what stopped it
+
+    async def _run(self) -> None:
+        async with self.manager.run():
+            self._ready.set()
+            await self._stop.wait()
+
+    async def close(self) -> None:
+        """End every session (their streams close, running tool calls are cancelled) and stop the manager."""
+        self.door.end_listen_streams()  # 2026-07-28 listen streams live in request handlers, not in the manager
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
+            self._task = None
+
+    def _scope_extra(self, identity: Identity) -> dict[str, Any]:
+        extra: dict[str, Any] = {IDENTITY_SCOPE_KEY: identity}
+        if self.door.gw.authenticator.enabled:
+            # Sessions are bound to the principal that opened them (the SDK compares these); no token is kept.
+            token = AccessToken(token="", client_id=identity.subject, scopes=[], subject=identity.subject)
+            extra["user"] = AuthenticatedUser(token)
+        return extra
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """One HTTP request on `/mcp` (POST, GET or DELETE), whichever protocol era it speaks."""
+        identity: Identity = request[IDENTITY]
+        extra = self._scope_extra(identity)
+        refused = await self._security.validate_request(Request(http_scope(request, extra)), is_post=False)
+        if refused is not None:
+            return await serve_asgi(refused, request, extra)  # type: ignore[arg-type]
+        if not self._ready.is_set() or self._stop.is_set():
+            return web.json_response(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": "the MCP endpoint is not serving"}},
+                status=503,
+            )
+        return await serve_asgi(self.manager.handle_request, request, extra)  # type: ignore[arg-type]
+
+
+def add_mcp_http(app: web.Application, door: McpDoor) -> McpHttp:
+    """Mount the MCP door at `/mcp` on the gateway's HTTP application (started and stopped with it)."""
+    endpoint = McpHttp(door)
+    app[MANAGER_KEY] = endpoint
+    app.router.add_route("*", MCP_PATH, endpoint.handle)
+
+    async def on_startup(_: web.Application) -> None:
+        await endpoint.start()
+
+    async def on_shutdown(_: web.Application) -> None:
+        await endpoint.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return endpoint
