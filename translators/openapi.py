@@ -35,13 +35,17 @@ def _problem_responses(*statuses: int) -> dict[str, Any]:
     return {str(s): {"description": "Error", "content": content} for s in statuses}
 
 
-def build_openapi(caps: list[Capability[Any, Any]], *, version: str, auth: bool) -> dict[str, Any]:
+def build_openapi(
+    caps: list[Capability[Any, Any]], *, version: str, auth: bool, run_record: type[BaseModel] | None = None
+) -> dict[str, Any]:
     """An OpenAPI 3.1 document with one path per capability and schemas from its models."""
     models: list[tuple[type[BaseModel], Any]] = []
     for cap in caps:
         models.append((cap.params_model, "validation"))
         models.append((cap.result_model, "serialization"))
     models.append((ExecutionRecord, "serialization"))
+    if run_record is not None:
+        models.append((run_record, "serialization"))
     keys, top = models_json_schema(models, ref_template=REF)
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
     schemas["Problem"] = PROBLEM_SCHEMA
@@ -108,6 +112,58 @@ def build_openapi(caps: list[Capability[Any, Any]], *, version: str, auth: bool)
             "responses": {"200": {"description": "The list", "content": {"application/json": {"schema": {}}}}},
         }
     }
+    if run_record is not None:
+        run_ref = {"application/json": {"schema": ref(run_record, "serialization")}}
+        name_param = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+        paths["/v1/agents/{name}/runs"] = {
+            "post": {
+                "operationId": "submit_run",
+                "summary": "Queue a run of an agent; 202 with the run record and its Location",
+                "parameters": name_param,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "input": {"type": "string"},
+                                    "context": {"type": "object"},
+                                    "priority": {"enum": ["low", "normal", "high", "critical"]},
+                                },
+                                "required": ["input"],
+                            }
+                        }
+                    },
+                },
+                "responses": {"202": {"description": "Queued", "content": run_ref}, **errors},
+            }
+        }
+        paths["/v1/runs"] = {
+            "get": {
+                "operationId": "list_runs",
+                "summary": "The caller's runs, newest first",
+                "parameters": [
+                    {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+                    for n, t in (("status", "string"), ("limit", "integer"), ("cursor", "string"))
+                ],
+                "responses": {"200": {"description": "A page of runs"}, **errors},
+            }
+        }
+        paths["/v1/runs/{id}"] = {
+            "get": {
+                "operationId": "get_run",
+                "summary": "A run's record; with Accept: text/event-stream, its progress until it ends",
+                "parameters": id_param,
+                "responses": {"200": {"description": "The record", "content": run_ref}, **errors},
+            },
+            "delete": {
+                "operationId": "cancel_run",
+                "summary": "Cancel a queued or running run",
+                "parameters": id_param,
+                "responses": {"200": {"description": "The final record", "content": run_ref}, **errors},
+            },
+        }
     for path, summary in (("/healthz", "Liveness"), ("/readyz", "Readiness (reports Redis state)")):
         paths[path] = {
             "get": {

@@ -334,6 +334,7 @@ class RestDoor:
                     rest_capabilities(list(self.gw.registry)),
                     version=__version__,
                     auth=self.gw.authenticator.enabled,
+                    run_record=RunRecord if self.gw.config.agents else None,
                 )
             )
         return web.Response(text=self._openapi, content_type="application/json")
