@@ -24,7 +24,7 @@ class Role(IntEnum):
             return None
 
 
-AuthMethod = Literal["anonymous", "api_key", "jwt"]
+AuthMethod = Literal["anonymous", "api_key", "jwt", "local_process"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class Identity:
 
 # With no auth configured the gateway only binds to loopback and everyone on it is the owner.
 LOCAL_OWNER = Identity(subject="local", method="anonymous", role=Role.OWNER)
+# The user's own process on a stdio door (`gateway lsp`, `gateway mcp` launched by an editor or Claude
+# Desktop): authenticated by the operating system, so it passes even when network auth is configured.
+LOCAL_PROCESS = Identity(subject="local", method="local_process", role=Role.OWNER)
 # With auth configured, a caller that presented no credentials.
 ANONYMOUS = Identity(subject="anonymous", method="anonymous", role=Role.VIEWER)
 

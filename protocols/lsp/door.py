@@ -16,7 +16,7 @@ from typing import Any
 from gateway.app import Gateway
 from gateway.errors import GatewayError
 from gateway.execution import CallContext
-from gateway.identity import ANONYMOUS, LOCAL_OWNER, Identity
+from gateway.identity import ANONYMOUS, LOCAL_OWNER, LOCAL_PROCESS, Identity
 from gateway.registry import Door
 
 from .session import GatewaySession
@@ -40,7 +40,10 @@ class LspDoor:
 
     def new_session(self, transport: str, identity: Identity | None = None) -> GatewaySession:
         if identity is None:
-            identity = LOCAL_OWNER if not self.auth_required(transport) else ANONYMOUS
+            if transport == "stdio":
+                identity = LOCAL_PROCESS
+            else:
+                identity = LOCAL_OWNER if not self.auth_required(transport) else ANONYMOUS
         session = GatewaySession(self, identity, transport)
         self.sessions.add(session)
         self.gw.metrics.connections.labels("lsp").inc()

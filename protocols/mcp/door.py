@@ -44,7 +44,7 @@ from gateway.app import Gateway
 from gateway.errors import GatewayError
 from gateway.events import Event
 from gateway.execution import CallContext, ProgressReport
-from gateway.identity import ANONYMOUS, LOCAL_OWNER, Identity
+from gateway.identity import ANONYMOUS, LOCAL_OWNER, LOCAL_PROCESS, Identity
 from gateway.registry import Capability, Door
 from translators.errors import MCP_INTERNAL_ERROR, MCP_INVALID_PARAMS
 
@@ -359,7 +359,7 @@ class McpDoor:
     def _identity(self, ctx: ServerRequestContext[Any, Any]) -> Identity:
         request = ctx.request
         if request is None:  # stdio (or in process): the user's own process
-            return LOCAL_OWNER
+            return LOCAL_PROCESS
         scope = getattr(request, "scope", None)
         identity = scope.get(IDENTITY_SCOPE_KEY) if isinstance(scope, Mapping) else None
         if isinstance(identity, Identity):

@@ -295,3 +295,22 @@ async def test_exit_ends_the_process_cleanly(tmp_path: Path) -> None:
     await client.shutdown_session()
     assert client._server is not None and client._server.returncode == 0
     await client.stop()
+
+
+async def test_stdio_is_the_users_own_process_even_with_auth_configured(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj")
+    config = tmp_path / "g.toml"
+    config.write_text('[[auth.api_keys]]\nname = "ci"\nhash = "sha256:' + "0" * 64 + '"\n')
+    client = make_test_lsp_client()
+    await client.start_io(sys.executable, "-m", "gateway.cli", "lsp", "--workspace", str(root), "--config", str(config))
+    try:
+        await client.initialize_session(
+            lsp.InitializeParams(capabilities=client_capabilities("neovim"), root_uri=root.as_uri())
+        )
+        result = await client.workspace_execute_command_async(
+            lsp.ExecuteCommandParams(command="gateway.read_file", arguments=[{"path": "main.py", "end_line": 1}])
+        )
+        assert result["text"].startswith('"""Build a small stock')
+    finally:
+        await client.shutdown_session()
+        await client.stop()
