@@ -145,7 +145,9 @@ class ProgressCounter:
 
     A report carrying MCP numbers of its own (`data={"progress", "total"}`, as federated tools pass on an
     upstream's) keeps them; one with a percentage becomes `progress=percentage, total=100`; one with
-    neither counts up by one. Reports that would not make the value grow are skipped.
+    neither counts up by one. A report that would not make the value grow is nudged just above the last
+    value when it has a message (an agent's "calling read_file" at the same percentage is worth showing),
+    and skipped when it has none.
     """
 
     def __init__(self) -> None:
@@ -165,7 +167,9 @@ class ProgressCounter:
         else:
             value, total = self.last + 1.0, None
         if self.sent and value <= self.last:
-            return None
+            if not report.message:
+                return None
+            value = round(self.last + 0.001, 6)
         self.last = value
         self.sent += 1
         return value, total, report.message

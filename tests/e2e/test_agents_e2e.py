@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from lsprotocol import types as lsp
+from mcp import Client
 from pygls.lsp.client import LanguageClient
 from support.scripted_llm import Recorded, ScriptedLLM, hang, text, tool_call
 from support.server import ServerProcess, make_workspace, start_gateway
@@ -149,6 +150,31 @@ async def test_agent_run_over_rest_sse(http: aiohttp.ClientSession, llm: GatedLL
     assert result["steps"] == 3 and [c["name"] for c in result["tool_calls"]] == ["read_file", "search"]
     second = llm.bodies("/chat/completions")[-2]
     assert "def hello" in second["messages"][-1]["content"]  # the file went back to the model
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"], ids=["2025-11-25", "2026-07-28"])
+async def test_agent_as_an_mcp_tool_with_progress(
+    http: aiohttp.ClientSession, gateway: ServerProcess, llm: GatedLLM, mode: str
+) -> None:
+    llm.push(tool_call("read_file", {"path": "src/app.py"}, id="call_1"), text("It greets."))
+    progress: list[tuple[float, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
+
+    async with Client(gateway.url + "/mcp", mode=mode) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert "agent.helper" in tools and "run_agent" in tools
+        result = await client.call_tool(
+            "agent.helper", {"input": "What does app.py do?"}, progress_callback=on_progress
+        )
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["output"] == "It greets."
+    assert [c["name"] for c in result.structured_content["tool_calls"]] == ["read_file"]
+    messages = [m for _, m in progress if m]
+    assert any(m.startswith("calling read_file") for m in messages), messages  # tool calls streamed before the end
+    values = [v for v, _ in progress]
+    assert values == sorted(values) and len(values) >= 3
 
 
 async def test_agent_run_through_the_queue_streams_to_the_final_record(
