@@ -65,14 +65,24 @@ class FederatedResources(ResourceProvider):
         argument: types.CompletionArgument,
         context: Mapping[str, str],
     ) -> types.Completion | Wire | None:
-        reference = ref.model_dump(by_alias=True, mode="json", exclude_none=True)
-        result = await _upstream_errors(
-            self.federation.complete(reference, {"name": argument.name, "value": argument.value}, dict(context))
-        )
-        return _completion(result)
+        return await _complete(self.federation, ref, argument, context)
 
     async def subscribe(self, uri: str, subscribe: bool) -> None:
         await _upstream_errors(self.federation.subscribe(uri, subscribe))
+
+
+async def _complete(
+    federation: Federation,
+    ref: types.ResourceTemplateReference | types.PromptReference,
+    argument: types.CompletionArgument,
+    context: Mapping[str, str],
+) -> types.Completion | Wire | None:
+    """Argument completion for an upstream's template or prompt, asked of the upstream that owns it."""
+    reference = ref.model_dump(by_alias=True, mode="json", exclude_none=True)
+    result = await _upstream_errors(
+        federation.complete(reference, {"name": argument.name, "value": argument.value}, dict(context))
+    )
+    return _completion(result)
 
 
 class FederatedPrompts(PromptProvider):
@@ -97,8 +107,4 @@ class FederatedPrompts(PromptProvider):
         argument: types.CompletionArgument,
         context: Mapping[str, str],
     ) -> types.Completion | Wire | None:
-        reference = ref.model_dump(by_alias=True, mode="json", exclude_none=True)
-        result = await _upstream_errors(
-            self.federation.complete(reference, {"name": argument.name, "value": argument.value}, dict(context))
-        )
-        return _completion(result)
+        return await _complete(self.federation, ref, argument, context)
