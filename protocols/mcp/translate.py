@@ -43,8 +43,26 @@ def tool_output_schema(cap: Capability[Any, Any]) -> dict[str, Any] | None:
     if hasattr(model, "mcp_output_schema"):
         custom = model.mcp_output_schema
         return dict(custom) if isinstance(custom, Mapping) and custom.get("type") == "object" else None
-    schema: dict[str, Any] = model.model_json_schema(mode="serialization")
-    return schema if schema.get("type") == "object" else None
+    schema = _result_schema(model)
+    return dict(schema) if schema.get("type") == "object" else None
+
+
+_RESULT_SCHEMAS: dict[type[BaseModel], dict[str, Any]] = {}
+
+
+def _result_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A result model's JSON Schema, computed once per model (pydantic builds it anew on every call)."""
+    schema = _RESULT_SCHEMAS.get(model)
+    if schema is None:
+        schema = _RESULT_SCHEMAS[model] = model.model_json_schema(mode="serialization")
+    return schema
+
+
+def _has_output_schema(model: type[BaseModel]) -> bool:
+    custom = getattr(model, "mcp_output_schema", None)
+    if hasattr(model, "mcp_output_schema"):
+        return isinstance(custom, Mapping) and custom.get("type") == "object"
+    return _result_schema(model).get("type") == "object"
 
 
 def tool_input_schema(cap: Capability[Any, Any]) -> dict[str, Any]:
@@ -92,7 +110,8 @@ def tool_result(cap: Capability[Any, Any], result: BaseModel) -> types.CallToolR
             return wire
     data = result.model_dump(mode="json")
     text = json.dumps(data, ensure_ascii=False)
-    structured = data if tool_output_schema(cap) is not None and isinstance(data, dict) else None
+    has_schema = _has_output_schema(cap.result_model)
+    structured = data if has_schema and isinstance(data, dict) else None
     return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=structured)
 
 
