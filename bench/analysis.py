@@ -10,7 +10,7 @@
    time from `TreeSitterEngine.start()` to `index_ready`, and the RSS it adds (measured in a fresh child
    process so the rest of this run does not blur it).
 
-    .venv/bin/python bench/analysis.py [--iterations 300] [--engine-iterations 200] [--files 2000]
+    .venv/bin/python bench/analysis.py [--iterations 250] [--engine-iterations 150] [--files 2000]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -186,6 +187,32 @@ def make_tree(root: Path, files: int) -> int:
     return total
 
 
+class GcWatch:
+    """Records this process's full (generation 2) garbage collections while in the `with` block."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> str:
+        return f"{len(self.pauses)}, max {max(self.pauses) * 1000:.0f} ms" if self.pauses else "0"
+
+
 # -- helpers --------------------------------------------------------------------------------------------------
 def quiet_logging() -> None:
     """The gateway's own logging set-up (one JSON line per execution at INFO), written to a sink."""
@@ -332,29 +359,32 @@ async def builtin_engines(root: Path, iterations: int) -> None:
             ("document_symbols", TS_FILE, lambda: execute("document_symbols", {"path": TS_FILE})),
             ("edit+diagnostics", TS_FILE, lambda: edit_then_diagnostics(TS_FILE)),
         ]
-        # Rounds interleave the cases, so whatever builds up in the process over the run (caches, the kept
-        # execution records, the garbage collector's work) weighs on every row alike.
-        samples: list[list[float]] = [[] for _ in cases]
-        answers: list[Any] = [None for _ in cases]
-        for round_ in range(WARMUP // 3 + iterations):
-            for i, (_, _, run) in enumerate(cases):
-                t0 = time.perf_counter()
-                answers[i] = await run()
-                if round_ >= WARMUP // 3:
-                    samples[i].append(time.perf_counter() - t0)
-        results = [(op, path, samples[i], describe(answers[i])) for i, (op, path, _) in enumerate(cases)]
-        print(f"\n2. Built-in engines in-process (core.execute, default config), {iterations} calls per row,")
-        print(f"   after {WARMUP // 3} warm-up rounds, rounds interleaved")
+        # One case after the other (interleaving would make every completion a completion after an edit).
+        results: list[tuple[str, str, list[float], str, str]] = []
+        for op, path, run in cases:
+            for _ in range(WARMUP // 3):
+                await run()
+            lat = []
+            answer: Any = None
+            with GcWatch() as gc_watch:
+                for _ in range(iterations):
+                    t0 = time.perf_counter()
+                    answer = await run()
+                    lat.append(time.perf_counter() - t0)
+            results.append((op, path, lat, describe(answer), gc_watch.summary()))
+        print(f"\n2. Built-in engines in-process (core.execute, default config), {iterations} calls per row")
+        print(f"   after {WARMUP // 3} warm-up calls, one row after the other in one gateway")
         print(
             f"   {PY_FILE}: {len(py_text.splitlines())} lines, {len(py_text)} bytes; "
             f"{TS_FILE}: {len(ts_text.splitlines())} lines, {len(ts_text)} bytes"
         )
         print("   edit+diagnostics = change_document (one character) then diagnostics, timed together")
-        line = f"{'op':<18} | {'file':<14} | {'p50 ms':>7} | {'p99 ms':>7} | answer"
+        print("   full GCs = the garbage collector's generation-2 collections during the row: count, longest pause")
+        line = f"{'op':<18} | {'file':<14} | {'p50 ms':>7} | {'p99 ms':>7} | {'full GCs':<15} | answer"
         print(line)
         print("-" * (len(line) + 24))
-        for op, path, lat, answer in results:
-            print(f"{op:<18} | {path:<14} | {pct(lat, 50):>7.2f} | {pct(lat, 99):>7.2f} | {answer}")
+        for op, path, lat, answer, gcs in results:
+            print(f"{op:<18} | {path:<14} | {pct(lat, 50):>7.2f} | {pct(lat, 99):>7.2f} | {gcs:<15} | {answer}")
     finally:
         await gw.close()
 
@@ -432,8 +462,8 @@ def index_build(root: Path, files: int, warm_builds: int) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--engine-iterations", type=int, default=200, help="per op in part 2 (slower ops)")
+    parser.add_argument("--iterations", type=int, default=250)
+    parser.add_argument("--engine-iterations", type=int, default=150, help="per op in part 2 (slower ops)")
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--warm-builds", type=int, default=2)
     parser.add_argument("--only", choices=["managed", "builtin", "index"], nargs="*")
