@@ -93,7 +93,7 @@ class LimitsConfig(_Strict):
     read_file_max_bytes: int = Field(1_048_576, ge=1)
     search_max_file_bytes: int = Field(2_097_152, ge=1)
     max_page_size: int = Field(1000, ge=1)
-    finished_executions_kept: int = Field(1000, ge=1)
+    finished_executions_kept: int = Field(256, ge=1)
     bus_queue_size: int = Field(1000, ge=1)
 
 

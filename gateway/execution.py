@@ -355,7 +355,9 @@ class Core:
         record.duration_ms = round((time.monotonic() - execution.started_mono) * 1000, 3)
         if error is not None:
             record.error = ErrorInfo.from_error(error)
-        if result is not None:
+        if result is not None and execution.call.meta.get("keep_result"):
+            # Only doors that can ask for it later (REST's GET /v1/executions/{id}) keep the result: a
+            # thousand kept outlines or file texts made the heap, and full GC pauses, grow.
             record.result = result.model_dump(mode="json")
         self._running.pop(execution.id, None)
         self._finished[execution.id] = execution

@@ -14,11 +14,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cattrs import Converter
 from lsprotocol import types as lsp
 from pydantic import BaseModel
 from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
 
 from gateway import __version__
@@ -71,6 +72,18 @@ def _plain(
     return handler
 
 
+_CONVERTER: Converter | None = None
+
+
+def _shared_converter() -> Converter:
+    """One cattrs converter for every session: pygls builds one per server object (~230 KiB each), and all
+    sessions structure the same message types."""
+    global _CONVERTER
+    if _CONVERTER is None:
+        _CONVERTER = default_converter()  # type: ignore[no-untyped-call]
+    return _CONVERTER
+
+
 class SessionProtocol(LanguageServerProtocol):
     """pygls' protocol, except that `exit` ends this session instead of the whole process."""
 
@@ -121,6 +134,7 @@ class GatewaySession(LanguageServer):
             __version__,
             text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
             protocol_cls=SessionProtocol,
+            converter_factory=_shared_converter,
         )
         self.door = door
         self.gw = door.gw

@@ -231,7 +231,9 @@ class RestDoor:
         name = request.match_info["name"]
         self.gw.core.capability_for(name, Door.REST)
         params = await read_json_object(request)
-        call = CallContext(identity=_identity(request), door=Door.REST, timeout=_timeout(request))
+        call = CallContext(
+            identity=_identity(request), door=Door.REST, timeout=_timeout(request), meta={"keep_result": True}
+        )
         if _wants_sse(request):
             return await self._call_sse(request, name, params, call)
         execution = self.gw.core.start(call, name, params)

@@ -55,7 +55,8 @@ async def test_execution_reports_progress_and_publishes_lifecycle(tmp_path: Path
     core, release = build(tmp_path)
     events = core.bus.subscribe("executions")
     reports: list[ProgressReport] = []
-    execution = core.start(CallContext(on_progress=reports.append), "wait", {"steps": 2})
+    call = CallContext(on_progress=reports.append, meta={"keep_result": True})
+    execution = core.start(call, "wait", {"steps": 2})
     first = await events.get(timeout=2)
     assert first.type == "execution.started"
     assert first.data["execution_id"] == execution.id
@@ -68,6 +69,9 @@ async def test_execution_reports_progress_and_publishes_lifecycle(tmp_path: Path
     assert execution.record.status is ExecutionStatus.FINISHED
     assert execution.record.duration_ms is not None and execution.record.result == {"steps": 2}
     assert core.get_execution(execution.id) is execution
+    other = core.start(CallContext(), "wait", {"steps": 0})
+    await other.wait()
+    assert other.record.result is None  # kept only when the door can ask for it later
 
 
 async def test_cancel_stops_a_running_execution(tmp_path: Path) -> None:
