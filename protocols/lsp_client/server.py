@@ -798,8 +798,7 @@ class ManagedServerEngine(Engine):
         uri = session.sync_for_request(doc)
         lsp_pos = lsp.Position(line=0, character=0)
         if pos is not None:
-            lines = split_lines(doc.text)
-            line = lines[pos.line] if pos.line < len(lines) else ""
+            line = _line_of(doc.text, pos.line)
             lsp_pos = lsp.Position(line=pos.line, character=from_code_points(line, pos.character, session.encoding))
         try:
             result = await self._request(session, method, make_params(lsp.TextDocumentIdentifier(uri=uri), lsp_pos))
@@ -1153,3 +1152,18 @@ def _describe(exc: BaseException) -> str:
 
 
 __all__ = ["ManagedServerEngine", "State", "client_capabilities", "settings_section"]
+
+
+def _line_of(text: str, index: int) -> str:
+    """Line `index` of `text` without its break (\\r\\n, \\r or \\n), found without splitting the whole text."""
+    if "\r" in text:  # rare: old Mac or Windows line ends; split properly
+        lines = split_lines(text)
+        return lines[index] if index < len(lines) else ""
+    start = 0
+    for _ in range(index):
+        found = text.find("\n", start)
+        if found < 0:
+            return ""
+        start = found + 1
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]
