@@ -318,18 +318,7 @@ class LspConverter:
         if result is None:
             return []
         items = [result] if isinstance(result, (lsp.Location, lsp.LocationLink)) else list(result)
-        seen: set[tuple[str, int, int, int, int]] = set()
-        out: list[models.Location] = []
-        for item in items:
-            loc = self.location_from_lsp(item)
-            if loc is None:
-                continue
-            r = loc.range
-            key = (loc.path, r.start.line, r.start.character, r.end.line, r.end.character)
-            if key not in seen:
-                seen.add(key)
-                out.append(loc)
-        return out
+        return models.unique_locations(self.location_from_lsp(item) for item in items)
 
     def location_to_lsp(self, loc: models.Location) -> lsp.Location:
         """A core location as an LSP location."""

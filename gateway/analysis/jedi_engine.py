@@ -54,6 +54,7 @@ from .models import (
     SymbolKind,
     TextEdit,
     WorkspaceEdit,
+    unique_locations,
 )
 
 T = TypeVar("T")
@@ -467,7 +468,7 @@ class JediEngine(Engine):
 
         def work(call: _Call) -> list[Location]:
             names = self._script(doc).goto(*_to_jedi(_lines(doc.text), pos), follow_imports=True)
-            return _unique(self._location(call, n) for n in names)
+            return unique_locations(self._location(call, n) for n in names)
 
         return await self._run(work)
 
@@ -482,7 +483,7 @@ class JediEngine(Engine):
             names = self._references(call, doc, pos)
             if not include_declaration:
                 names = [n for n in names if not _is_declaration(n)]
-            return _unique(self._location(call, n) for n in names)
+            return unique_locations(self._location(call, n) for n in names)
 
         return await self._run(work)
 
@@ -556,7 +557,7 @@ class JediEngine(Engine):
                     where = definition.module_path or "a built-in module"
                     raise InvalidParams(f"{definition.name!r} is defined outside the workspace ({where})")
             edit = WorkspaceEdit()
-            for loc in _unique(self._location(call, n) for n in self._references(call, doc, pos)):
+            for loc in unique_locations(self._location(call, n) for n in self._references(call, doc, pos)):
                 edit.changes.setdefault(loc.path, []).append(TextEdit(range=loc.range, new_text=new_name))
             for path in edit.changes:
                 if path == doc.path:
@@ -728,20 +729,6 @@ def _is_declaration(name: Any) -> bool:
         return False
     targets = name.goto(follow_imports=True)
     return not targets or any(_key(target) == _key(name) for target in targets)
-
-
-def _unique(locations: Iterable[Location | None]) -> list[Location]:
-    seen: set[tuple[str, int, int, int, int]] = set()
-    result: list[Location] = []
-    for loc in locations:
-        if loc is None:
-            continue
-        r = loc.range
-        key = (loc.path, r.start.line, r.start.character, r.end.line, r.end.character)
-        if key not in seen:
-            seen.add(key)
-            result.append(loc)
-    return result
 
 
 def _completion_kind(completion: Any) -> CompletionKind | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -79,6 +80,21 @@ EmptyReason = Literal[
 class Location(BaseModel):
     path: str = Field(description="Path relative to the workspace root")
     range: Range
+
+
+def unique_locations(locations: Iterable[Location | None]) -> list[Location]:
+    """`locations` in order, without the Nones and without repeats of the same path and range."""
+    seen: set[tuple[str, int, int, int, int]] = set()
+    result: list[Location] = []
+    for loc in locations:
+        if loc is None:
+            continue
+        r = loc.range
+        key = (loc.path, r.start.line, r.start.character, r.end.line, r.end.character)
+        if key not in seen:
+            seen.add(key)
+            result.append(loc)
+    return result
 
 
 class TextEdit(BaseModel):
@@ -192,4 +208,5 @@ __all__ = [
     "SymbolKind",
     "TextEdit",
     "WorkspaceEdit",
+    "unique_locations",
 ]
