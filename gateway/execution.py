@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -211,6 +211,43 @@ class Execution:
     async def wait(self) -> BaseModel:
         assert self.task is not None
         return await asyncio.shield(self.task)
+
+    def progress_reports(self, maxsize: int = 256) -> AsyncIterator[ProgressReport]:
+        """This execution's progress reports as they come, until it ends, for a door to stream.
+
+        Listening starts at this call, so call it right after `Core.start` to miss nothing. The buffer is
+        bounded: a slow reader loses the oldest reports, never the newest, and never slows the execution.
+        """
+        queue: asyncio.Queue[ProgressReport] = asyncio.Queue(maxsize)
+
+        def on_progress(report: ProgressReport) -> None:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(report)
+
+        self.add_progress_listener(on_progress)
+        return self._stream(queue, on_progress)
+
+    async def _stream(
+        self, queue: asyncio.Queue[ProgressReport], listener: Callable[[ProgressReport], None]
+    ) -> AsyncIterator[ProgressReport]:
+        task = self.task
+        assert task is not None
+        try:
+            while not task.done():
+                getter = asyncio.ensure_future(queue.get())
+                try:
+                    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        getter.cancel()
+                if getter.done() and not getter.cancelled():
+                    yield getter.result()
+            while not queue.empty():
+                yield queue.get_nowait()
+        finally:
+            self._progress_listeners.remove(listener)
 
 
 Next = Callable[[], Awaitable[BaseModel]]

@@ -43,7 +43,7 @@ from gateway import __version__
 from gateway.app import Gateway
 from gateway.errors import GatewayError
 from gateway.events import Event
-from gateway.execution import CallContext, ProgressReport
+from gateway.execution import CallContext
 from gateway.identity import ANONYMOUS, LOCAL_OWNER, LOCAL_PROCESS, Identity
 from gateway.registry import Capability, Door
 from translators.errors import MCP_INTERNAL_ERROR, MCP_INVALID_PARAMS
@@ -454,37 +454,13 @@ class McpDoor:
         self, ctx: ServerRequestContext[Any, Any], call: CallContext, name: str, arguments: dict[str, Any]
     ) -> BaseModel:
         """Run the execution and send its progress as `notifications/progress`, all before the result."""
-        queue: asyncio.Queue[ProgressReport] = asyncio.Queue(PROGRESS_QUEUE)
-
-        def on_progress(report: ProgressReport) -> None:
-            if queue.full():  # keep the newest reports for a slow client
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(report)
-
-        call.on_progress = on_progress
         execution = self.core.start(call, name, arguments)
-        task = execution.task
-        assert task is not None
         counter = ProgressCounter()
-
-        async def send(report: ProgressReport) -> None:
-            values = counter.next(report)
-            if values is not None:
-                await ctx.session.report_progress(*values)
-
         try:
-            while not task.done():
-                getter = asyncio.ensure_future(queue.get())
-                try:
-                    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not getter.done():
-                        getter.cancel()
-                if getter.done() and not getter.cancelled():
-                    await send(getter.result())
-            while not queue.empty():
-                await send(queue.get_nowait())
+            async for report in execution.progress_reports(PROGRESS_QUEUE):
+                values = counter.next(report)
+                if values is not None:
+                    await ctx.session.report_progress(*values)
         except BaseException:
             execution.cancel()
             raise

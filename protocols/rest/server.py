@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from gateway import __version__
 from gateway.app import Gateway
 from gateway.errors import Forbidden, GatewayError, InvalidParams, NotFound, PayloadTooLarge, Unauthorized
-from gateway.execution import CallContext, Execution, ProgressReport
+from gateway.execution import CallContext, Execution
 from gateway.identity import Identity, Role
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.registry import Door
@@ -257,16 +257,8 @@ class RestDoor:
     async def _call_sse(
         self, request: web.Request, name: str, params: dict[str, Any], call: CallContext
     ) -> web.StreamResponse:
-        queue: asyncio.Queue[ProgressReport] = asyncio.Queue(maxsize=256)
-
-        def on_progress(report: ProgressReport) -> None:
-            if queue.full():  # keep the newest reports for a slow reader
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(report)
-
-        call.on_progress = on_progress
         execution = self.gw.core.start(call, name, params)
+        reports = execution.progress_reports()
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -278,17 +270,9 @@ class RestDoor:
         await response.prepare(request)
         try:
             await _sse(response, "started", {"execution_id": execution.id, "capability": name})
+            async for report in reports:
+                await _sse(response, "progress", report.model_dump(exclude_none=True))
             assert execution.task is not None
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, execution.task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    await _sse(response, "progress", getter.result().model_dump(exclude_none=True))
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    await _sse(response, "progress", queue.get_nowait().model_dump(exclude_none=True))
-                break
             try:
                 result = execution.task.result()
             except GatewayError as exc:

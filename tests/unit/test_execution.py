@@ -183,3 +183,14 @@ async def test_drain_waits_for_running_then_cancels_leftovers(tmp_path: Path) ->
         core.start(CallContext(), "wait", {})
     assert await slow_core.drain(0.05) == 1
     assert slow.record.status is ExecutionStatus.CANCELLED
+
+
+async def test_progress_reports_stream_until_the_end_keeping_the_newest(tmp_path: Path) -> None:
+    core, release = build(tmp_path)
+    execution = core.start(CallContext(), "wait", {"steps": 5})
+    reports = execution.progress_reports(maxsize=2)  # listening starts here, before the handler runs
+    asyncio.get_running_loop().call_soon(release.set)
+    seen = [r.message async for r in reports]
+    assert seen == ["step 3", "step 4"]  # a slow reader loses the oldest, never the newest
+    assert execution.record.status is ExecutionStatus.FINISHED
+    assert execution._progress_listeners == []  # the stream let go of the execution
