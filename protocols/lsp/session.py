@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cattrs import Converter
@@ -47,6 +47,21 @@ COMPLETION_LIMIT = 1000
 SYNC_METHODS = frozenset({lsp.TEXT_DOCUMENT_DID_OPEN, lsp.TEXT_DOCUMENT_DID_CHANGE, lsp.TEXT_DOCUMENT_DID_CLOSE})
 
 
+@contextlib.contextmanager
+def rpc_errors(what: str) -> Iterator[None]:
+    """Core errors become JSON-RPC errors by the LSP table; anything unexpected a generic -32603 (the
+    details stay in the log): never a traceback on the wire."""
+    try:
+        yield
+    except GatewayError as exc:
+        raise JsonRpcException(message=exc.message, code=lsp_code(exc)) from None
+    except (asyncio.CancelledError, JsonRpcException):
+        raise
+    except Exception:
+        log.exception("lsp: %s failed", what)
+        raise JsonRpcException(message="internal error; see the gateway log", code=-32603) from None
+
+
 def _plain(
     method: Callable[[Any], Awaitable[Any]], session: GatewaySession | None = None
 ) -> Callable[[Any], Awaitable[Any]]:
@@ -54,19 +69,12 @@ def _plain(
     the request waits for pending document sync first and can be cancelled by `$/cancelRequest`."""
 
     async def handler(params: Any) -> Any:
-        try:
+        with rpc_errors(getattr(method, "__name__", "handler")):
             if session is None:
                 return await method(params)
             async with session.in_flight():
                 await session.synced()
                 return await method(params)
-        except GatewayError as exc:
-            raise JsonRpcException(message=exc.message, code=lsp_code(exc)) from None
-        except (asyncio.CancelledError, JsonRpcException):
-            raise
-        except Exception:
-            log.exception("lsp: handler %s failed", getattr(method, "__name__", "?"))
-            raise JsonRpcException(message="internal error; see the gateway log", code=-32603) from None
 
     handler.__name__ = getattr(method, "__name__", "handler")
     return handler
@@ -243,14 +251,8 @@ class GatewaySession(LanguageServer):
         if progress_token is not None:
             self._progress_begin(progress_token, capability)
         try:
-            return await self.gw.core.execute(self.call(progress_token=progress_token), capability, params)
-        except GatewayError as exc:
-            raise JsonRpcException(message=exc.message, code=lsp_code(exc)) from None
-        except (asyncio.CancelledError, JsonRpcException):
-            raise
-        except Exception:
-            log.exception("lsp: %s failed", capability)
-            raise JsonRpcException(message="internal error; see the gateway log", code=-32603) from None
+            with rpc_errors(capability):
+                return await self.gw.core.execute(self.call(progress_token=progress_token), capability, params)
         finally:
             if progress_token is not None:
                 self._progress_end(progress_token)
