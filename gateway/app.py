@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from protocols.mcp import McpDoor
     from protocols.mcp_client import Federation
 
+    from .collab import CollabService
     from .runs import RunQueue  # runs
 
 log = logging.getLogger("gateway")
@@ -40,6 +41,45 @@ log = logging.getLogger("gateway")
 
 class StartupRefused(Exception):
     """The configuration asks for something unsafe or impossible; the message says why."""
+
+
+class CollabAccess:
+    """The shared-document service, built on first use: pycrdt loads only when someone collaborates."""
+
+    def __init__(self, config: GatewayConfig, workspace: Workspace, bus: EventBus) -> None:
+        self._config = config
+        self._workspace = workspace
+        self._bus = bus
+        self._lock = asyncio.Lock()
+        self.service: CollabService | None = None
+        self.closed = False
+
+    async def get(self) -> CollabService:
+        if self.service is not None:
+            return self.service
+        async with self._lock:
+            if self.service is None:
+                from .collab import CollabService, CollabStore, FileStore
+
+                store: CollabStore
+                if self._config.redis_url:
+                    from .collab_redis import RedisStore
+
+                    store = RedisStore(self._config.redis_url)
+                else:
+                    from .runs import state_dir
+
+                    store = FileStore(state_dir(self._config) / "collab")
+                service = CollabService(self._workspace, self._bus, store)
+                await service.start()
+                self.service = service
+        return self.service
+
+    async def close(self) -> None:
+        self.closed = True
+        service, self.service = self.service, None
+        if service is not None:
+            await service.close()
 
 
 @dataclass
@@ -58,6 +98,7 @@ class Gateway:
     federation: Federation | None = None  # upstream MCP servers; set by start() when any are configured
     # -- LLM access, agents, inline completion (gateway/llm, gateway/agents) ------------------------------
     llm: LLMService | None = None
+    collab: CollabAccess | None = None  # shared documents (gateway/collab); built on first use
 
     def start_llm(self) -> None:
         """Refuse agents that name unknown tools; import litellm in the background when a model is set."""
@@ -104,6 +145,8 @@ class Gateway:
 
     async def close(self) -> None:
         await self.close_runs()  # runs: first, its workers use everything below
+        if self.collab is not None:
+            await self.collab.close()
         if self.llm is not None:  # LLM
             await self.llm.close()
         await self.close_federation()
@@ -214,6 +257,10 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     register_agents(registry, llm, config.agents)
     inline_completion.register(registry, llm, config.inline_completion)
     # -- end LLM ------------------------------------------------------------------------------------------
+    from .capabilities import collab as collab_capabilities
+
+    collab = CollabAccess(config, workspace, bus)
+    collab_capabilities.register(registry, collab.get)
     authenticator = Authenticator(config.auth)
     limiter = build_rate_limiter(config)
     core = Core(
@@ -230,7 +277,9 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     ]
     if limiter is not None:
         core.middleware.append(rate_limit_middleware(limiter, metrics))
-    return Gateway(config, registry, workspace, bus, core, metrics, authenticator, limiter, service, llm=llm)
+    return Gateway(
+        config, registry, workspace, bus, core, metrics, authenticator, limiter, service, llm=llm, collab=collab
+    )
 
 
 def announce(door: str, url: str) -> None:
@@ -246,6 +295,9 @@ async def start_http(gw: Gateway, lsp_door: LspDoor, mcp_door: McpDoor | None = 
 
     app = create_app(gw)
     add_lsp_websocket(app, lsp_door)
+    from protocols.hub import add_hub_routes
+
+    add_hub_routes(app, gw)
     # -- MCP door: streamable HTTP at /mcp (protocols/mcp) --
     if mcp_door is not None:
         from protocols.mcp.http import add_mcp_http
@@ -311,6 +363,8 @@ async def serve(config: GatewayConfig) -> int:
     check_exposure(config)
     gw = build_gateway(config)
     await gw.start()
+    if gw.collab is not None:
+        await gw.collab.get()  # a served workspace brings back its unsaved shared documents at once
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

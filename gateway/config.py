@@ -97,6 +97,19 @@ class LimitsConfig(_Strict):
     bus_queue_size: int = Field(1000, ge=1)
 
 
+class HubConfig(_Strict):
+    """The WebSocket hub (`/ws`) and the y-websocket endpoint (`/yjs/<path>`)."""
+
+    ping_seconds: float = Field(20.0, gt=0, description="Ping every connection this often; no pong: closed")
+    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger frames close with 1009")
+    send_buffer_bytes: int = Field(
+        1024 * 1024, ge=4096, description="Unsent bytes a connection may hold before it counts as lagging"
+    )
+    lag_seconds: float = Field(10.0, gt=0, description="A lagging connection that stays behind this long is closed")
+    queue_size: int = Field(1000, ge=1, description="Events queued per hub connection before it is resynchronised")
+    idle_seconds: float = Field(600.0, gt=0, description="A hub connection that sends nothing this long is closed")
+
+
 class LanguageServerConfig(_Strict):
     """A language server the gateway drives: a preset by name, or any stdio command."""
 
@@ -296,6 +309,7 @@ class GatewayConfig(_Strict):
     agents: list[AgentConfig] = Field(default_factory=list)
     inline_completion: InlineCompletionConfig = Field(default_factory=InlineCompletionConfig)
     queue: QueueConfig = Field(default_factory=QueueConfig)
+    hub: HubConfig = Field(default_factory=HubConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.app import Gateway
 from gateway.errors import GatewayError
@@ -20,6 +20,9 @@ from gateway.identity import ANONYMOUS, LOCAL_OWNER, LOCAL_PROCESS, Identity
 from gateway.registry import Door
 
 from .session import GatewaySession
+
+if TYPE_CHECKING:
+    from gateway.collab import SharedDoc
 from .transport import MessageWriterAdapter, StreamWriterAdapter, dispatch, serve_stream
 
 log = logging.getLogger("gateway.lsp")
@@ -60,26 +63,29 @@ class LspDoor:
     # -- shared documents ---------------------------------------------------------------------------
     async def acquire_document(
         self, session: GatewaySession, path: str, text: str, version: int, language_id: str
-    ) -> None:
-        """Open `path` in the store for `session`; a document several editors have open is shared."""
+    ) -> SharedDoc | None:
+        """Open `path` for `session` and return its shared document; the shared text wins over the editor's.
+
+        The first editor's text opens the document in the store (unsaved text included); an editor that
+        opens a document already shared is brought to the shared text by its replica.
+        """
         holders = self._holders.setdefault(path, set())
         call = CallContext(identity=session.identity, door=Door.LSP, meta={"session": session.session_id})
         try:
-            current = self.gw.workspace.documents.get(path)
-            if current is None or not holders:
+            if path not in self.gw.workspace.documents:
                 await self.gw.core.execute(
-                    call, "open_document", {"path": path, "text": text, "version": version, "language_id": language_id}
+                    call, "open_document", {"path": path, "text": text, "version": 0, "language_id": language_id}
                 )
-            elif current.text != text:
-                # Another editor has it open with other text: the shared store's text is the truth; tell this one.
-                log.info("lsp: %s opened by a second editor with different text; keeping the shared text", path)
+            shared = await (await self.gw.collab.get()).shared(path) if self.gw.collab is not None else None
         except GatewayError as exc:
             log.warning("lsp: cannot open %s: %s", path, exc.message)
-            return
+            return None
         holders.add(session.session_id)
         session.open_paths.add(path)
+        return shared
 
     async def release_document(self, session: GatewaySession, path: str) -> None:
+        """Let go of `path` for `session`; the last one out closes it (unsaved edits dropped, as before)."""
         holders = self._holders.get(path)
         session.open_paths.discard(path)
         if holders is None:
@@ -88,6 +94,10 @@ class LspDoor:
         if holders:
             return
         del self._holders[path]
+        service = self.gw.collab.service if self.gw.collab is not None else None
+        shared = service.peek(path) if service is not None else None
+        if shared is not None and shared.peers:
+            return  # others (other editors, browser clients) still edit it: keep it in the store
         call = CallContext(identity=session.identity, door=Door.LSP, meta={"session": session.session_id})
         with contextlib.suppress(GatewayError):
             await self.gw.core.execute(call, "close_document", {"path": path})

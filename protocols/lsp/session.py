@@ -34,6 +34,7 @@ from translators.lsp import LspConverter, path_to_uri, uri_to_path
 from translators.positions import Encoding
 
 if TYPE_CHECKING:
+    from .collab import LspReplica
     from .door import LspDoor
 
 log = logging.getLogger("gateway.lsp")
@@ -158,6 +159,7 @@ class GatewaySession(LanguageServer):
         self._closing: asyncio.Future[Any] | None = None
         self._sync_tail: asyncio.Future[None] | None = None
         self.requests: dict[Any, asyncio.Task[Any]] = {}
+        self.replicas: dict[str, LspReplica] = {}  # path -> the CRDT replica of the editor's buffer
         self._register()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -180,6 +182,9 @@ class GatewaySession(LanguageServer):
         for task in [*self._diagnostic_tasks.values(), self._watch_task]:
             if task is not None:
                 task.cancel()
+        for replica in self.replicas.values():
+            replica.close()
+        self.replicas.clear()
         for path in list(self.open_paths):
             await self.door.release_document(self, path)
         self.open_paths.clear()
@@ -227,6 +232,23 @@ class GatewaySession(LanguageServer):
             line_text=line_text,
             path_of_uri=lambda uri: uri_to_path(root, uri),
             uri_of_path=lambda path: path_to_uri(root, path),
+        )
+
+    def converter_for_text(self, path: str, text: str) -> LspConverter:
+        """A converter whose line texts are those of `text` (the editor's buffer, not the store's)."""
+        scratch = Document(path, text, 0, "")
+        root = str(self.gw.workspace.root)
+        return LspConverter(
+            encoding=self.encoding,
+            line_text=lambda _p, line: scratch.line(line),
+            path_of_uri=lambda uri: uri_to_path(root, uri),
+            uri_of_path=lambda p: path_to_uri(root, p),
+        )
+
+    def supports_apply_edit(self) -> bool:
+        """Whether the editor takes `workspace/applyEdit` with versioned document changes."""
+        return self._supports("workspace", "apply_edit") and self._supports(
+            "workspace", "workspace_edit", "document_changes"
         )
 
     def path_of(self, uri: str) -> str | None:
@@ -440,46 +462,50 @@ class GatewaySession(LanguageServer):
                 lsp.LogMessageParams(type=lsp.MessageType.Info, message=f"{item.uri} is outside the workspace")
             )
             return
-        await self.door.acquire_document(self, path, item.text, item.version, item.language_id)
+        shared = await self.door.acquire_document(self, path, item.text, item.version, item.language_id)
+        if shared is not None:
+            from .collab import LspReplica  # pycrdt loads with the first document, not at start-up
+
+            old = self.replicas.pop(path, None)
+            if old is not None:
+                old.close()
+            self.replicas[path] = LspReplica(self, shared, item.uri, item.text, item.version)
         self._schedule_diagnostics(path)
 
     async def _did_change(self, params: lsp.DidChangeTextDocumentParams) -> None:
         path = self.path_of(params.text_document.uri)
         if path is None or path not in self.open_paths:
             return
-        doc = self.gw.workspace.documents.get(path)
-        if doc is None:
+        replica = self.replicas.get(path)
+        if replica is None:
             return
-        changes = self._changes_from_lsp(path, doc.text, params.content_changes)
-        try:
-            await self.gw.core.execute(
-                self.call(),
-                "change_document",
-                {"path": path, "version": params.text_document.version, "changes": changes},
-            )
-        except GatewayError as exc:
-            self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Warning, message=exc.message))
-            return
+        edits = self._edits_from_lsp(path, replica.client_text, params.content_changes)
+        update = replica.editor_changed(params.text_document.version, edits)
+        if update is not None:
+            await replica.merge(update)
         self._schedule_diagnostics(path)
 
-    def _changes_from_lsp(self, path: str, text: str, changes: Any) -> list[dict[str, Any]]:
-        """LSP content changes (client encoding, each against the text before it) as core changes."""
+    def _edits_from_lsp(self, path: str, text: str, changes: Any) -> list[tuple[int, int, str]]:
+        """LSP content changes (client encoding, each against the text before it) as code-point edits."""
         scratch = Document(path, text, 0, "")
-        out: list[dict[str, Any]] = []
+        conv = LspConverter(
+            encoding=self.encoding,
+            line_text=lambda _p, line: scratch.line(line),
+            path_of_uri=lambda uri: None,
+            uri_of_path=lambda p: p,
+        )
+        out: list[tuple[int, int, str]] = []
         for change in changes:
             if isinstance(change, lsp.TextDocumentContentChangePartial):
-                conv = LspConverter(
-                    encoding=self.encoding,
-                    line_text=lambda _p, line: scratch.line(line),
-                    path_of_uri=lambda uri: None,
-                    uri_of_path=lambda p: p,
-                )
                 rng = conv.range_from_lsp(path, change.range)
+                start = scratch.offset_at(rng.start)
+                end = max(start, scratch.offset_at(rng.end))
                 core_change = TextChange(range=rng, text=change.text)
             else:
+                start, end = 0, len(scratch.text)
                 core_change = TextChange(text=change.text)
             scratch.apply([core_change])
-            out.append(core_change.model_dump())
+            out.append((start, end, change.text))
         return out
 
     async def _did_close(self, params: lsp.DidCloseTextDocumentParams) -> None:
@@ -489,6 +515,9 @@ class GatewaySession(LanguageServer):
         task = self._diagnostic_tasks.pop(path, None)
         if task is not None:
             task.cancel()
+        replica = self.replicas.pop(path, None)
+        if replica is not None:
+            replica.close()
         await self.door.release_document(self, path)
         if not self.pull_diagnostics:
             self.text_document_publish_diagnostics(
@@ -516,6 +545,8 @@ class GatewaySession(LanguageServer):
 
     async def _publish_diagnostics(self, path: str) -> None:
         await asyncio.sleep(DIAGNOSTICS_DEBOUNCE)  # debounce: a burst of edits gets one computation
+        stored = self.gw.workspace.documents.get(path)
+        result_text = stored.text if stored is not None else None
         try:
             result = await self.gw.core.execute(self.call(), "diagnostics", {"path": path, "limit": 1000})
         except GatewayError as exc:
@@ -524,8 +555,11 @@ class GatewaySession(LanguageServer):
         data = result.model_dump()
         conv = self.converter()
         diagnostics = [conv.diagnostic_to_lsp(path, models.Diagnostic.model_validate(d)) for d in data["items"]]
+        replica = self.replicas.get(path)
+        # The version is the editor's own, and only when its buffer holds exactly the text diagnosed.
+        version = replica.client_version if replica is not None and replica.client_text == result_text else None
         self.text_document_publish_diagnostics(
-            lsp.PublishDiagnosticsParams(uri=conv.uri_of_path(path), diagnostics=diagnostics, version=data["version"])
+            lsp.PublishDiagnosticsParams(uri=conv.uri_of_path(path), diagnostics=diagnostics, version=version)
         )
 
     async def _pull_diagnostics(self, params: lsp.DocumentDiagnosticParams) -> lsp.RelatedFullDocumentDiagnosticReport:
@@ -691,7 +725,15 @@ class GatewaySession(LanguageServer):
         result = await self.run("rename", {**args, "new_name": params.new_name}, params.work_done_token)
         if result.edit is None:
             return None
-        return self.converter().workspace_edit_to_lsp(result.edit)
+        edit = result.edit
+        for path in list(edit.versions):
+            # The store counts its own versions; this editor knows its documents by the versions it sent.
+            replica = self.replicas.get(path)
+            stored = self.gw.workspace.documents.get(path)
+            if replica is not None and stored is not None and stored.version == edit.versions[path]:
+                if replica.client_text == stored.text:
+                    edit.versions[path] = replica.client_version
+        return self.converter().workspace_edit_to_lsp(edit)
 
     async def _prepare_call_hierarchy(
         self, params: lsp.CallHierarchyPrepareParams

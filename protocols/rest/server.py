@@ -129,7 +129,8 @@ def auth_middleware_for(gw: Gateway) -> Any:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
         header = request.headers.get("Authorization")
-        if header is None and request.path in SOCKET_PATHS and "token" in request.query:
+        is_socket = request.path in SOCKET_PATHS or request.path.startswith("/yjs/")
+        if header is None and is_socket and "token" in request.query:
             header = f"Bearer {request.query['token']}"  # browsers cannot set headers on a WebSocket
         identity = gw.authenticator.authenticate(header)
         request[IDENTITY] = identity
