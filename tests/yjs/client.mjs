@@ -26,11 +26,13 @@ provider.awareness.on('change', () => {
 // y-websocket reports a y-protocols auth message (permission denied) with console.warn
 console.warn = (...args) => emit({ event: 'warn', message: args.join(' ') })
 
+// Commands count code points (like the gateway's core); Yjs in JavaScript counts UTF-16 units.
+const units = (index) => Array.from(text.toString()).slice(0, index).join('').length
 const rl = readline.createInterface({ input: process.stdin })
 rl.on('line', (line) => {
   const cmd = JSON.parse(line)
-  if (cmd.op === 'insert') text.insert(cmd.index, cmd.text)
-  else if (cmd.op === 'delete') text.delete(cmd.index, cmd.length)
+  if (cmd.op === 'insert') text.insert(units(cmd.index), cmd.text)
+  else if (cmd.op === 'delete') text.delete(units(cmd.index), units(cmd.index + cmd.length) - units(cmd.index))
   else if (cmd.op === 'text') emit({ event: 'text', text: text.toString() })
   else if (cmd.op === 'awareness') provider.awareness.setLocalState(cmd.state)
   else if (cmd.op === 'pause') provider.disconnect()
