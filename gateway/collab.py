@@ -193,6 +193,13 @@ class CollabStore(Protocol):
     async def close(self) -> None: ...
 
 
+_PATH_RECORD = b"\x00gateway-path:"  # never the start of a Yjs update (those start with a client count)
+
+
+def _record(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
 class FileStore:
     """Embedded persistence: one append-only file of length-prefixed updates per document.
 
@@ -207,24 +214,29 @@ class FileStore:
         self._merged: dict[str, Callable[[], bytes]] = {}
 
     def _file(self, path: str) -> Path:
-        name = base64.urlsafe_b64encode(path.encode()).decode().rstrip("=")
-        return self.directory / f"{name}.yupdates"
+        return self.directory / f"{hashlib.sha256(path.encode()).hexdigest()[:40]}.yupdates"
+
+    @staticmethod
+    def _records(data: bytes) -> tuple[list[bytes], int]:
+        """The length-prefixed records of `data`, and how many trailing bytes a torn write left."""
+        records: list[bytes] = []
+        offset = 0
+        while offset + 4 <= len(data):
+            (size,) = struct.unpack_from(">I", data, offset)
+            if offset + 4 + size > len(data):
+                break
+            records.append(data[offset + 4 : offset + 4 + size])
+            offset += 4 + size
+        return records, len(data) - offset
 
     async def load(self, path: str) -> list[bytes]:
         target = self._file(path)
         if not target.exists():
             return []
-        data = target.read_bytes()
-        updates: list[bytes] = []
-        offset = 0
-        while offset + 4 <= len(data):
-            (size,) = struct.unpack_from(">I", data, offset)
-            offset += 4
-            if offset + size > len(data):
-                log.warning("collab: %s ends in a torn record; ignoring its last %d bytes", target, len(data) - offset)
-                break
-            updates.append(data[offset : offset + size])
-            offset += size
+        records, torn = self._records(target.read_bytes())
+        if torn:
+            log.warning("collab: %s ends in a torn record; ignoring its last %d bytes", target, torn)
+        updates = [r for r in records if not r.startswith(_PATH_RECORD)]
         self._counts[path] = len(updates)
         return updates
 
@@ -237,15 +249,18 @@ class FileStore:
         target = self._file(path)
         count = self._counts.get(path, 0) + 1
         merged = self._merged.get(path)
+        header = _PATH_RECORD + path.encode()
         if count > self.compact_after and merged is not None:
             state = merged()
             tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(struct.pack(">I", len(state)) + state)
+            tmp.write_bytes(_record(header) + _record(state))
             os.replace(tmp, target)
             self._counts[path] = 1
             return
         with open(target, "ab") as fh:
-            fh.write(struct.pack(">I", len(update)) + update)
+            if fh.tell() == 0:
+                fh.write(_record(header))  # the file's first record names its document
+            fh.write(_record(update))
         self._counts[path] = count
 
     def discard(self, path: str) -> None:
@@ -255,13 +270,20 @@ class FileStore:
             self._file(path).unlink()
 
     async def paths(self) -> list[str]:
+        return self._scan()
+
+    def _scan(self) -> list[str]:
+        """The documents with stored state: each file's first record names its document."""
         if not self.directory.is_dir():
             return []
         out = []
         for entry in sorted(self.directory.glob("*.yupdates")):
-            name = entry.stem
-            with contextlib.suppress(ValueError):
-                out.append(base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode())
+            with open(entry, "rb") as fh:
+                head = fh.read(4 + 4 + 4096 * 4)
+            records, _torn = self._records(head)
+            if records and records[0].startswith(_PATH_RECORD):
+                with contextlib.suppress(UnicodeDecodeError):
+                    out.append(records[0][len(_PATH_RECORD) :].decode())
         return out
 
     async def flush(self) -> None:
