@@ -730,9 +730,13 @@ class GatewaySession(LanguageServer):
             # The store counts its own versions; this editor knows its documents by the versions it sent.
             replica = self.replicas.get(path)
             stored = self.gw.workspace.documents.get(path)
-            if replica is not None and stored is not None and stored.version == edit.versions[path]:
-                if replica.client_text == stored.text:
-                    edit.versions[path] = replica.client_version
+            if (
+                replica is not None
+                and stored is not None
+                and stored.version == edit.versions[path]
+                and replica.client_text == stored.text
+            ):
+                edit.versions[path] = replica.client_version
         return self.converter().workspace_edit_to_lsp(edit)
 
     async def _prepare_call_hierarchy(

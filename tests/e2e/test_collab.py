@@ -47,11 +47,13 @@ def lsp_address(server: ServerProcess) -> tuple[str, int]:
 
 
 async def read_document(server: ServerProcess, path: str) -> str:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{server.url}/v1/capabilities/read_document", json={"path": path}) as resp:
-            assert resp.status == 200, await resp.text()
-            text: str = (await resp.json())["text"]
-            return text
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{server.url}/v1/capabilities/read_document", json={"path": path}) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        text: str = (await resp.json())["text"]
+        return text
 
 
 @pytest.fixture
@@ -212,9 +214,11 @@ async def test_unsaved_shared_state_survives_a_restart_and_save_writes_it(tmp_pa
         await py.connect(ws_url(second, "/yjs/doc.txt"))
         assert py.text == "kept " + TEXT  # the same history: no text twice
         await py.disconnect()
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{second.url}/v1/capabilities/save_document", json={"path": "doc.txt"}) as resp:
-                assert resp.status == 200, await resp.text()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{second.url}/v1/capabilities/save_document", json={"path": "doc.txt"}) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
         assert (tmp_path / "doc.txt").read_text() == "kept " + TEXT
     finally:
         second.stop()
