@@ -92,14 +92,17 @@ class EditorClient(LanguageClient):
             self.messages.append(params.message)
             self.signal.fire()
 
-    async def connect(self, host: str, port: int, root: Path) -> None:
+    async def connect(self, host: str, port: int, root: Path, token: str | None = None) -> None:
         await self.start_tcp(host, port)
         caps = lsp.ClientCapabilities(
             workspace=lsp.WorkspaceClientCapabilities(
                 apply_edit=True, workspace_edit=lsp.WorkspaceEditClientCapabilities(document_changes=True)
             )
         )
-        await self.initialize_async(lsp.InitializeParams(capabilities=caps, root_uri=root.as_uri()))
+        options = {"token": token} if token else None
+        await self.initialize_async(
+            lsp.InitializeParams(capabilities=caps, root_uri=root.as_uri(), initialization_options=options)
+        )
         self.initialized(lsp.InitializedParams())
 
     def open(self, uri: str, text: str) -> None:
