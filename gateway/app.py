@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from protocols.mcp import McpDoor
     from protocols.mcp_client import Federation
 
+    from .capabilities.admin import Membership
     from .collab import CollabService
     from .runs import RunQueue  # runs
 
@@ -99,6 +100,17 @@ class Gateway:
     # -- LLM access, agents, inline completion (gateway/llm, gateway/agents) ------------------------------
     llm: LLMService | None = None
     collab: CollabAccess | None = None  # shared documents (gateway/collab); built on first use
+    membership: Membership | None = None  # workspace roles set by owners (gateway/capabilities/admin)
+    _members_task: asyncio.Task[None] | None = None
+
+    async def _follow_members(self) -> None:
+        """Apply member changes made on other instances."""
+        from .capabilities.admin import MEMBERS_TOPIC, apply_member_event
+
+        with self.bus.subscribe(MEMBERS_TOPIC) as sub:
+            async for event in sub:
+                if event.origin != self.bus.instance_id and self.membership is not None:
+                    apply_member_event(self.membership, event)
 
     def start_llm(self) -> None:
         """Refuse agents that name unknown tools; import litellm in the background when a model is set."""
@@ -139,6 +151,8 @@ class Gateway:
     async def start(self) -> None:
         self.start_llm()  # LLM: first, so a refused agent config leaves nothing to clean up
         await self.bus.start()
+        if self.membership is not None and self._members_task is None:
+            self._members_task = asyncio.get_running_loop().create_task(self._follow_members())
         await self.analysis.start()
         await self.start_federation()
         await self.start_runs()  # runs: last, its workers use everything above
@@ -147,6 +161,10 @@ class Gateway:
         await self.close_runs()  # runs: first, its workers use everything below
         if self.collab is not None:
             await self.collab.close()
+        if self._members_task is not None:
+            self._members_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._members_task
         if self.llm is not None:  # LLM
             await self.llm.close()
         await self.close_federation()
@@ -257,7 +275,23 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     register_agents(registry, llm, config.agents)
     inline_completion.register(registry, llm, config.inline_completion)
     # -- end LLM ------------------------------------------------------------------------------------------
+    from .capabilities import admin
     from .capabilities import collab as collab_capabilities
+    from .runs import state_dir
+
+    membership = admin.Membership(state_dir(config) / "members.json")
+    gateway_ref: list[Gateway] = []
+
+    async def restart_upstream(name: str) -> bool:
+        federation = gateway_ref[0].federation if gateway_ref else None
+        upstream = federation.upstreams.get(name) if federation is not None else None
+        if upstream is None:
+            return False
+        await upstream.close()
+        upstream.start()
+        return True
+
+    admin.register(registry, membership, restart_upstream if config.mcp.upstreams else None)
 
     collab = CollabAccess(config, workspace, bus)
     collab_capabilities.register(registry, collab.get)
@@ -273,13 +307,16 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     core.middleware = [
         logging_middleware(),
         metrics_middleware(metrics),
-        auth_middleware(authenticator.enabled),
+        auth_middleware(authenticator.enabled, membership),
     ]
     if limiter is not None:
         core.middleware.append(rate_limit_middleware(limiter, metrics))
-    return Gateway(
+    gw = Gateway(
         config, registry, workspace, bus, core, metrics, authenticator, limiter, service, llm=llm, collab=collab
     )
+    gw.membership = membership
+    gateway_ref.append(gw)
+    return gw
 
 
 def announce(door: str, url: str) -> None:

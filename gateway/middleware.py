@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
@@ -12,6 +13,9 @@ from .errors import Forbidden, GatewayError, RateLimited, Unauthorized
 from .execution import Execution, Middleware, Next
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from .capabilities.admin import Membership
 
 access_log = logging.getLogger("gateway.access")
 
@@ -71,11 +75,16 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
     return mw
 
 
-def auth_middleware(auth_required: bool) -> Middleware:
-    """Refuse anonymous callers when auth is on, and callers whose role is below the capability's."""
+def auth_middleware(auth_required: bool, membership: Membership | None = None) -> Middleware:
+    """Refuse anonymous callers when auth is on, and callers whose role is below the capability's.
+
+    A workspace role set by an owner (`set_member_role`) overrides the role the credentials carry.
+    """
 
     async def mw(execution: Execution, nxt: Next) -> BaseModel:
         identity = execution.call.identity
+        if membership is not None and membership.roles:
+            identity = execution.call.identity = membership.effective(identity)
         if auth_required and not identity.authenticated:
             raise Unauthorized("authentication required")
         needed = execution.capability.required_role

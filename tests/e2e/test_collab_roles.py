@@ -18,6 +18,7 @@ from gateway.auth import hash_api_key
 
 MEMBER = "gw_member_key_0123456789abcdefghijkl"
 VIEWER = "gw_viewer_key_0123456789abcdefghijkl"
+OWNER = "gw_owner_key_0123456789abcdefghijklm"
 TEXT = "shared text\n"
 
 
@@ -28,7 +29,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     config = root / "gateway.toml"
     config.write_text(
         f'[[auth.api_keys]]\nname = "member"\nhash = "{hash_api_key(MEMBER)}"\nroles = ["member"]\n\n'
-        f'[[auth.api_keys]]\nname = "viewer"\nhash = "{hash_api_key(VIEWER)}"\nroles = ["viewer"]\n'
+        f'[[auth.api_keys]]\nname = "viewer"\nhash = "{hash_api_key(VIEWER)}"\nroles = ["viewer"]\n\n'
+        f'[[auth.api_keys]]\nname = "owner"\nhash = "{hash_api_key(OWNER)}"\nroles = ["owner"]\n'
     )
     proc = start_gateway(root, "--config", str(config))
     yield proc
@@ -117,3 +119,36 @@ async def test_a_viewers_lsp_edit_is_refused_and_rolled_back(server: ServerProce
         await editor.shutdown_async(None)
         editor.exit(None)
         await editor.stop()
+
+
+async def call(server: ServerProcess, key: str, name: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http,
+        http.post(f"{server.url}/v1/capabilities/{name}", json=params) as resp,
+    ):
+        body: dict[str, Any] = await resp.json(content_type=None)
+        return resp.status, body
+
+
+async def test_owners_manage_members_and_admins_manage_tools(server: ServerProcess) -> None:
+    change = {"path": "doc.txt", "changes": [{"text": TEXT}]}
+    assert (await call(server, VIEWER, "change_document", change))[0] == 403
+    status, body = await call(server, MEMBER, "set_member_role", {"subject": "key:viewer", "role": "member"})
+    assert status == 403 and body["code"] == "forbidden"
+    status, body = await call(server, OWNER, "set_member_role", {"subject": "key:viewer", "role": "member"})
+    assert status == 200 and {"subject": "key:viewer", "role": "member"} in body["members"]
+    assert (await call(server, VIEWER, "open_document", {"path": "doc.txt"}))[0] == 200
+    assert (await call(server, VIEWER, "change_document", change))[0] == 200  # promoted: may edit now
+    status, body = await call(server, VIEWER, "list_members", {})
+    assert status == 200 and body["members"] == [{"subject": "key:viewer", "role": "member"}]
+    assert (await call(server, OWNER, "set_member_role", {"subject": "key:viewer", "role": None}))[0] == 200
+    assert (await call(server, VIEWER, "change_document", change))[0] == 403
+
+    assert (await call(server, MEMBER, "set_tool_enabled", {"name": "search", "enabled": False}))[0] == 403
+    assert (await call(server, OWNER, "set_tool_enabled", {"name": "search", "enabled": False}))[0] == 200
+    assert (await call(server, MEMBER, "search", {"query": "shared"}))[0] == 404  # gone from every door
+    assert (await call(server, OWNER, "set_tool_enabled", {"name": "search", "enabled": True}))[0] == 200
+    assert (await call(server, MEMBER, "search", {"query": "shared"}))[0] == 200
+    assert (await call(server, OWNER, "set_tool_enabled", {"name": "set_member_role", "enabled": False}))[0] == 422
+    status, body = await call(server, OWNER, "restart_upstream", {"name": "none"})
+    assert body["code"] == "unsupported", (status, body)
