@@ -26,7 +26,7 @@ import os
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from pycrdt import Doc, Text
 
@@ -212,9 +212,20 @@ class FileStore:
         self.compact_after = compact_after
         self._counts: dict[str, int] = {}
         self._merged: dict[str, Callable[[], bytes]] = {}
+        self._files: dict[str, Path] = {}
+        self._handles: dict[str, BinaryIO] = {}  # open for appending: one write call per update
 
     def _file(self, path: str) -> Path:
-        return self.directory / f"{hashlib.sha256(path.encode()).hexdigest()[:40]}.yupdates"
+        target = self._files.get(path)
+        if target is None:
+            target = self._files[path] = self.directory / f"{hashlib.sha256(path.encode()).hexdigest()[:40]}.yupdates"
+        return target
+
+    def _close_handle(self, path: str) -> None:
+        handle = self._handles.pop(path, None)
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
 
     @staticmethod
     def _records(data: bytes) -> tuple[list[bytes], int]:
@@ -245,25 +256,29 @@ class FileStore:
         self._merged[path] = merged
 
     def append(self, path: str, update: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         target = self._file(path)
         count = self._counts.get(path, 0) + 1
         merged = self._merged.get(path)
         header = _PATH_RECORD + path.encode()
         if count > self.compact_after and merged is not None:
+            self._close_handle(path)
             state = merged()
             tmp = target.with_suffix(".tmp")
             tmp.write_bytes(_record(header) + _record(state))
             os.replace(tmp, target)
             self._counts[path] = 1
             return
-        with open(target, "ab") as fh:
-            if fh.tell() == 0:
-                fh.write(_record(header))  # the file's first record names its document
-            fh.write(_record(update))
+        handle = self._handles.get(path)
+        if handle is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = self._handles[path] = open(target, "ab", buffering=0)  # noqa: SIM115 (kept open)
+            if handle.tell() == 0:
+                handle.write(_record(header))  # the file's first record names its document
+        handle.write(_record(update))
         self._counts[path] = count
 
     def discard(self, path: str) -> None:
+        self._close_handle(path)
         self._counts.pop(path, None)
         self._merged.pop(path, None)
         with contextlib.suppress(FileNotFoundError):
@@ -290,7 +305,8 @@ class FileStore:
         return None
 
     async def close(self) -> None:
-        return None
+        for path in list(self._handles):
+            self._close_handle(path)
 
 
 # -- one shared document ------------------------------------------------------------------------------------
