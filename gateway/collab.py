@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Protocol
 
 from pycrdt import Doc, Text
 
-from .errors import NotFound
+from .errors import InvalidParams, NotFound
 from .events import Event, EventBus
 from .workspace import Document, DocumentSnapshot, Range, TextChange, Workspace
 
@@ -433,6 +433,8 @@ class CollabService:
                     if rel not in self.workspace.documents:
                         raise
                     disk = ""
+                except OSError as exc:  # a name too long, a folder where a file should be, ...
+                    raise InvalidParams(f"cannot read {rel!r}: {exc.strerror or exc}", data={"path": rel}) from None
                 seed: bytes | None = seed_update(rel, disk)
                 assert seed is not None
                 updates = [seed]

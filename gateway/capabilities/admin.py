@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidParams, NotFound, Unsupported
+from ..errors import InvalidParams, NotFound
 from ..events import Event
 from ..execution import ExecutionContext
 from ..identity import Identity, Role
@@ -154,14 +154,16 @@ def register(
             raise NotFound(f"no capability {params.name!r}")
         return ToolState(name=params.name, enabled=params.name in registry)
 
+    if restart_upstream is None:
+        return  # advertised only when there are upstream MCP servers to restart
+    restart = restart_upstream
+
     @registry.register(
         "restart_upstream", RestartUpstreamParams, RestartUpstreamResult, required_role=Role.ADMIN, read_only=False
     )
     async def restart_upstream_cap(ctx: ExecutionContext, params: RestartUpstreamParams) -> RestartUpstreamResult:
         """Reconnect a federated MCP server (admins only); its tools come back when it is up."""
-        if restart_upstream is None:
-            raise Unsupported("no upstream MCP servers are configured")
-        restarted = await restart_upstream(params.name)
+        restarted = await restart(params.name)
         if not restarted:
             raise NotFound(f"no upstream {params.name!r}")
         return RestartUpstreamResult(name=params.name, restarted=True)

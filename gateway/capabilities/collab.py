@@ -18,7 +18,7 @@ from ..errors import InvalidParams
 from ..execution import ExecutionContext
 from ..identity import Role
 from ..registry import Door, Registry
-from .workspace_write import _sha256, _write_atomically
+from .workspace_write import _os_failure, _sha256, _write_atomically
 
 if TYPE_CHECKING:
     from ..collab import CollabService
@@ -121,7 +121,10 @@ def register(registry: Registry, collab: CollabGetter) -> None:
     async def save_document(ctx: ExecutionContext, params: SaveParams) -> SaveResult:
         """Write a document's current text (unsaved and collaborative edits included) to its file."""
         rel, target = ctx.workspace.locate(params.path)
-        text, _version = ctx.workspace.text_of(rel)
-        data = text.encode("utf-8")
-        await asyncio.to_thread(_write_atomically, ctx.workspace, rel, target, data, True)
+        try:
+            text, _version = ctx.workspace.text_of(rel)
+            data = text.encode("utf-8")
+            await asyncio.to_thread(_write_atomically, ctx.workspace, rel, target, data, True)
+        except OSError as exc:
+            raise _os_failure(rel, exc) from None
         return SaveResult(path=rel, bytes=len(data), sha256=_sha256(data))
