@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from .metrics import Metrics
 from .middleware import auth_middleware, logging_middleware, metrics_middleware, rate_limit_middleware
 from .ratelimit import RateLimiter, build_rate_limiter
 from .registry import Registry
+from .startup import resume_gc
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ class Gateway:
     limiter: RateLimiter | None
     analysis: AnalysisService
     federation: Federation | None = None  # upstream MCP servers; set by start() when any are configured
+    _background_started: bool = field(default=False, init=False, repr=False)
+    _background_task: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    _closing: bool = field(default=False, init=False, repr=False)
     # -- LLM access, agents, inline completion (gateway/llm, gateway/agents) ------------------------------
     llm: LLMService | None = None
 
@@ -95,14 +99,36 @@ class Gateway:
 
     # -- end of durable run queue -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, background: bool = True) -> None:
+        """Start what serving needs. With `background=False` the analysis engines' background work
+        (workspace index, disk watcher, warming jedi) waits for `ready()`: `gateway lsp` answers the
+        editor's initialize first and does that work afterwards instead of competing with it."""
         self.start_llm()  # LLM: first, so a refused agent config leaves nothing to clean up
         await self.bus.start()
-        await self.analysis.start()
+        if background:
+            await self.start_background()
         await self.start_federation()
         await self.start_runs()  # runs: last, its workers use everything above
 
+    async def start_background(self) -> None:
+        """Start the analysis engines' background work (once)."""
+        if self._background_started:
+            return
+        self._background_started = True
+        await self.analysis.start()
+
+    def ready(self) -> None:
+        """The first client has its answer (or the listeners are up): resume the garbage collector that
+        start-up paused and start the background work `start(background=False)` held back. Idempotent."""
+        resume_gc()
+        if not self._background_started and self._background_task is None and not self._closing:
+            self._background_task = asyncio.ensure_future(self.start_background())
+
     async def close(self) -> None:
+        self._closing = True
+        if self._background_task is not None:
+            with contextlib.suppress(Exception):
+                await self._background_task  # it returns quickly; then analysis.close() stops what it began
         await self.close_runs()  # runs: first, its workers use everything below
         if self.llm is not None:  # LLM
             await self.llm.close()
@@ -274,7 +300,7 @@ async def run_lsp_stdio(config: GatewayConfig) -> int:
     from protocols.lsp import run_stdio
 
     gw = build_gateway(config)
-    await gw.start()
+    await gw.start(background=False)  # the session calls gw.ready() once the initialize result is out
     try:
         return await run_stdio(gw)
     finally:
@@ -289,6 +315,7 @@ async def run_mcp_stdio(config: GatewayConfig) -> int:
 
     gw = build_gateway(config)
     await gw.start()
+    gw.ready()
     try:
         return await run_mcp(gw)
     finally:
@@ -331,6 +358,7 @@ async def serve(config: GatewayConfig) -> int:
         if config.server.lsp_port is not None:
             port = await lsp_door.start_tcp(config.server.host, config.server.lsp_port)
             announce("lsp", f"tcp://{_shown(config.server.host)}:{port}")
+        gw.ready()
         await stop.wait()
         log.info("shutting down: no new requests; waiting for running executions")
         for site in list(runner.sites):
