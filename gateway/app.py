@@ -65,12 +65,13 @@ class Gateway:
 
     def start_llm(self) -> None:
         """Refuse agents that name unknown tools; import litellm in the background when a model is set."""
-        from .agents import check_agent_tools
+        if self.config.agents:
+            from .agents import check_agent_tools
 
-        prefixes = [u.name + "_" if u.prefix is None else u.prefix for u in self.config.mcp.upstreams]
-        problems = check_agent_tools(self.registry, self.config.agents, prefixes)
-        if problems:
-            raise StartupRefused("; ".join(problems))
+            prefixes = [u.name + "_" if u.prefix is None else u.prefix for u in self.config.mcp.upstreams]
+            problems = check_agent_tools(self.registry, self.config.agents, prefixes)
+            if problems:
+                raise StartupRefused("; ".join(problems))
         if self.llm is not None:
             self.llm.start_warming()
 
@@ -116,6 +117,7 @@ class Gateway:
             return
         self._background_started = True
         await self.analysis.start()
+        await asyncio.to_thread(self.metrics.build)  # prometheus_client, before the first execution needs it
 
     def ready(self) -> None:
         """The first client has its answer (or the listeners are up): resume the garbage collector that
@@ -233,12 +235,16 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         healthy=lambda: bus.healthy,
     )
     # -- LLM access, agents, inline completion (gateway/llm, gateway/agents); litellm loads lazily -----
-    from .agents import register as register_agents
-    from .capabilities import inline_completion
-
     llm = LLMService(config.models, metrics)
-    register_agents(registry, llm, config.agents)
-    inline_completion.register(registry, llm, config.inline_completion)
+    # Both register nothing unless configured; without that their modules (and models) stay unimported.
+    if config.agents:
+        from .agents import register as register_agents
+
+        register_agents(registry, llm, config.agents)
+    if config.inline_completion.model is not None:
+        from .capabilities import inline_completion
+
+        inline_completion.register(registry, llm, config.inline_completion)
     # -- end LLM ------------------------------------------------------------------------------------------
     authenticator = Authenticator(config.auth)
     limiter = build_rate_limiter(config)
