@@ -7,7 +7,7 @@ Prints completion, hover and definition latency (p50, p99, ratios to (c)); time 
 the initialize result (`gateway lsp` vs jedi-language-server); and the RSS of one `gateway serve` with
 0 and 100 idle LSP sessions over TCP.
 
-    .venv/bin/python bench/lsp.py [--iterations 300] [--starts 10] [--sessions 100]
+    .venv/bin/python bench/lsp.py [--iterations 300] [--starts 10] [--sessions 100] [--only startup]
 """
 
 from __future__ import annotations
@@ -207,6 +207,7 @@ async def main() -> None:
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--starts", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--only", choices=["latency", "startup", "memory"], help="run one part only")
     args = parser.parse_args()
     started = time.perf_counter()
     print(f"python {sys.version.split()[0]}, {JEDI_LS}; {machine()}")
@@ -215,9 +216,12 @@ async def main() -> None:
         config = jedi_config(Path(tmp) / "jedi.toml")
         lines = len((root / MODULE).read_text().splitlines())
         print(f"workspace: tests/fixtures/pyproject + {MODULE} ({lines} lines)")
-        await latency(root, config, args.iterations)
-        await startup(root, args.starts)
-        await memory(root, args.sessions)
+        if args.only in (None, "latency"):
+            await latency(root, config, args.iterations)
+        if args.only in (None, "startup"):
+            await startup(root, args.starts)
+        if args.only in (None, "memory"):
+            await memory(root, args.sessions)
     print(f"\nwhole run {time.perf_counter() - started:.0f}s; {machine()}")
 
 

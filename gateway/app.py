@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from .metrics import Metrics
 from .middleware import auth_middleware, logging_middleware, metrics_middleware, rate_limit_middleware
 from .ratelimit import RateLimiter, build_rate_limiter
 from .registry import Registry
+from .startup import resume_gc
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -97,6 +98,9 @@ class Gateway:
     limiter: RateLimiter | None
     analysis: AnalysisService
     federation: Federation | None = None  # upstream MCP servers; set by start() when any are configured
+    _background_started: bool = field(default=False, init=False, repr=False)
+    _background_task: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    _closing: bool = field(default=False, init=False, repr=False)
     # -- LLM access, agents, inline completion (gateway/llm, gateway/agents) ------------------------------
     llm: LLMService | None = None
     collab: CollabAccess | None = None  # shared documents (gateway/collab); built on first use
@@ -114,12 +118,13 @@ class Gateway:
 
     def start_llm(self) -> None:
         """Refuse agents that name unknown tools; import litellm in the background when a model is set."""
-        from .agents import check_agent_tools
+        if self.config.agents:
+            from .agents import check_agent_tools
 
-        prefixes = [u.name + "_" if u.prefix is None else u.prefix for u in self.config.mcp.upstreams]
-        problems = check_agent_tools(self.registry, self.config.agents, prefixes)
-        if problems:
-            raise StartupRefused("; ".join(problems))
+            prefixes = [u.name + "_" if u.prefix is None else u.prefix for u in self.config.mcp.upstreams]
+            problems = check_agent_tools(self.registry, self.config.agents, prefixes)
+            if problems:
+                raise StartupRefused("; ".join(problems))
         if self.llm is not None:
             self.llm.start_warming()
 
@@ -148,16 +153,39 @@ class Gateway:
 
     # -- end of durable run queue -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, background: bool = True) -> None:
+        """Start what serving needs. With `background=False` the analysis engines' background work
+        (workspace index, disk watcher, warming jedi) waits for `ready()`: `gateway lsp` answers the
+        editor's initialize first and does that work afterwards instead of competing with it."""
         self.start_llm()  # LLM: first, so a refused agent config leaves nothing to clean up
         await self.bus.start()
         if self.membership is not None and self._members_task is None:
             self._members_task = asyncio.get_running_loop().create_task(self._follow_members())
-        await self.analysis.start()
+        if background:
+            await self.start_background()
         await self.start_federation()
         await self.start_runs()  # runs: last, its workers use everything above
 
+    async def start_background(self) -> None:
+        """Start the analysis engines' background work (once)."""
+        if self._background_started:
+            return
+        self._background_started = True
+        await self.analysis.start()
+        await asyncio.to_thread(self.metrics.build)  # prometheus_client, before the first execution needs it
+
+    def ready(self) -> None:
+        """The first client has its answer (or the listeners are up): resume the garbage collector that
+        start-up paused and start the background work `start(background=False)` held back. Idempotent."""
+        resume_gc()
+        if not self._background_started and self._background_task is None and not self._closing:
+            self._background_task = asyncio.ensure_future(self.start_background())
+
     async def close(self) -> None:
+        self._closing = True
+        if self._background_task is not None:
+            with contextlib.suppress(Exception):
+                await self._background_task  # it returns quickly; then analysis.close() stops what it began
         await self.close_runs()  # runs: first, its workers use everything below
         if self.collab is not None:
             await self.collab.close()
@@ -268,12 +296,16 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         healthy=lambda: bus.healthy,
     )
     # -- LLM access, agents, inline completion (gateway/llm, gateway/agents); litellm loads lazily -----
-    from .agents import register as register_agents
-    from .capabilities import inline_completion
-
     llm = LLMService(config.models, metrics)
-    register_agents(registry, llm, config.agents)
-    inline_completion.register(registry, llm, config.inline_completion)
+    # Both register nothing unless configured; without that their modules (and models) stay unimported.
+    if config.agents:
+        from .agents import register as register_agents
+
+        register_agents(registry, llm, config.agents)
+    if config.inline_completion.model is not None:
+        from .capabilities import inline_completion
+
+        inline_completion.register(registry, llm, config.inline_completion)
     # -- end LLM ------------------------------------------------------------------------------------------
     from .capabilities import admin
     from .capabilities import collab as collab_capabilities
@@ -363,7 +395,7 @@ async def run_lsp_stdio(config: GatewayConfig) -> int:
     from protocols.lsp import run_stdio
 
     gw = build_gateway(config)
-    await gw.start()
+    await gw.start(background=False)  # the session calls gw.ready() once the initialize result is out
     try:
         return await run_stdio(gw)
     finally:
@@ -378,6 +410,7 @@ async def run_mcp_stdio(config: GatewayConfig) -> int:
 
     gw = build_gateway(config)
     await gw.start()
+    gw.ready()
     try:
         return await run_mcp(gw)
     finally:
@@ -422,6 +455,7 @@ async def serve(config: GatewayConfig) -> int:
         if config.server.lsp_port is not None:
             port = await lsp_door.start_tcp(config.server.host, config.server.lsp_port)
             announce("lsp", f"tcp://{_shown(config.server.host)}:{port}")
+        gw.ready()
         await stop.wait()
         log.info("shutting down: no new requests; waiting for running executions")
         for site in list(runner.sites):

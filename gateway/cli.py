@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import ConfigError, GatewayConfig, load_config
+from .startup import pause_gc, resume_gc
+
+if TYPE_CHECKING:
+    from .config import GatewayConfig
+
+# The heavy modules (asyncio, pydantic through .config, the app) are imported inside the commands, after
+# `main()` paused the garbage collector for start-up (gateway/startup.py).
 
 
 class JsonFormatter(logging.Formatter):
@@ -71,10 +76,14 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> GatewayConfig:
+    from .config import load_config
+
     return load_config(args.config, overrides=overrides)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .app import StartupRefused, serve
 
     config = _load(args, _serve_overrides(args))
@@ -90,6 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .app import run_lsp_stdio
 
     overrides = {"server": {"workspace": str(args.workspace)}} if args.workspace is not None else None
@@ -100,6 +111,8 @@ def cmd_lsp(args: argparse.Namespace) -> int:
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     """`gateway mcp`: the MCP door over stdio, for an MCP client (Claude Desktop) to launch."""
+    import asyncio
+
     from .app import run_mcp_stdio
 
     overrides = {"server": {"workspace": str(args.workspace)}} if args.workspace is not None else None
@@ -170,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
+    pause_gc()  # until the first client is answered (Gateway.ready) or the command ends
     args = build_parser().parse_args(argv)
+    from .config import ConfigError
+
     try:
         code: int = args.func(args)
     except ConfigError as exc:
@@ -180,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        resume_gc()
     logging.getLogger("gateway").debug("exited after %.3fs", time.monotonic() - started)
     return code
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -397,6 +396,8 @@ def load_config(
     data: dict[str, Any] = {}
     source = str(path) if path else "defaults"
     if path is not None:
+        import tomllib  # only with a file: `gateway lsp` without one starts without it
+
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)

@@ -12,27 +12,26 @@ file on disk. A closed document's tree is dropped again, so the file on disk is 
 
 Positions: the core counts 0-based lines and code points; jedi counts 1-based lines and code-point
 columns; pyflakes (through `ast`) reports UTF-8 byte columns, which are converted per line.
+
+jedi, parso and pyflakes are imported where they are used, not with this module: building the engine is
+part of start-up (an editor waits for it), the import costs ~40 ms, and `start()` does it in a worker
+thread right after, so the first request finds them loaded.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import keyword
 import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
-
-import jedi
-import parso.cache
-import parso.grammar
-import parso.utils
-import pyflakes.checker
-import pyflakes.messages
 
 from ..errors import InvalidParams, PathOutsideRoot
 from ..workspace import DocumentSnapshot, Workspace
@@ -140,6 +139,8 @@ def _cut(text: str | None, limit: int = MAX_DOC_CHARS) -> str | None:
 
 def _lines(text: str) -> list[str]:
     """The lines of `text` the way jedi and parso split them (\\n, \\r\\n and \\r)."""
+    import parso.utils
+
     return list(parso.utils.split_lines(text))
 
 
@@ -269,12 +270,35 @@ class JediEngine(Engine):
         self._limiter = limiter
         self._max_results = max_results
         self._completion_docs = completion_docs
-        self._project = jedi.Project(path=workspace.root)
-        # Searching by name walks the workspace; with only the root on its sys.path it does not also
-        # enumerate every module of the interpreter (which takes seconds and lies outside the root).
-        self._search_project = jedi.Project(path=workspace.root, sys_path=[], smart_sys_path=True)
         self._lock = asyncio.Lock()  # one jedi call of this engine at a time, without holding a slot
         self._pushed: dict[Path, tuple[str, object]] = {}  # worker-thread state: unsaved trees in parso's cache
+        self._warming: asyncio.Future[None] | None = None
+
+    @cached_property
+    def _project(self) -> Any:
+        import jedi
+
+        return jedi.Project(path=self._workspace.root)
+
+    @cached_property
+    def _search_project(self) -> Any:
+        """Searching by name walks the workspace; with only the root on its sys.path it does not also
+        enumerate every module of the interpreter (which takes seconds and lies outside the root)."""
+        import jedi
+
+        return jedi.Project(path=self._workspace.root, sys_path=[], smart_sys_path=True)
+
+    async def start(self) -> None:
+        """Load jedi, parso's grammar and pyflakes in a worker thread, ahead of the first request."""
+        if self._warming is None:
+            self._warming = asyncio.ensure_future(asyncio.to_thread(self._warm))
+
+    def _warm(self) -> None:
+        import parso.grammar
+        import pyflakes.checker
+
+        parso.grammar.load_grammar()
+        _ = (self._project, self._search_project, pyflakes.checker)  # builds the cached projects (imports jedi)
 
     def handles(self, path: str, language_id: str) -> bool:
         """Python documents: language `python` or a `.py`/`.pyi` path."""
@@ -290,6 +314,9 @@ class JediEngine(Engine):
 
     async def close(self) -> None:
         """Drop the unsaved trees this engine put in parso's (process-wide) module cache."""
+        if self._warming is not None:
+            with contextlib.suppress(Exception):
+                await self._warming
         await self._run(lambda _call: self._sync_open_documents({}), jedi_call=True, sync=False)
 
     async def _run(self, work: Callable[[_Call], T], *, jedi_call: bool = True, sync: bool = True) -> T:
@@ -344,10 +371,14 @@ class JediEngine(Engine):
                 continue
             # Parsing with the path stores the tree in parso's cache, stamped with the file's mtime; jedi
             # then prefers it to the file until the file changes on disk.
+            import jedi
+
             jedi.Script(code=doc.text, path=doc.path, project=self._project)
             self._pushed[doc.path] = (doc.text, _cached_item(doc.path))
 
     def _script(self, doc: DocumentSnapshot) -> Any:
+        import jedi
+
         return jedi.Script(code=doc.text, path=self._workspace.root / doc.path, project=self._project)
 
     def _relative(self, call: _Call, path: Path | None) -> str | None:
@@ -497,6 +528,8 @@ class JediEngine(Engine):
         string = str(names[0].name)
         seen = {n.module_path for n in names} | {self._workspace.root / doc.path}
         targets: set[tuple[str, int, int]] | None = None
+        import jedi
+
         for path, text in self._files_jedi_may_miss(call, string, seen):
             if targets is None:
                 targets = {_key(d) for d in script.goto(line, column, follow_imports=True)}
@@ -693,6 +726,8 @@ class JediEngine(Engine):
 
 # -- helpers that run in the worker thread ------------------------------------------------------------
 def _cached_item(path: Path) -> object | None:
+    import parso.cache
+
     for by_path in parso.cache.parser_cache.values():
         item = by_path.get(path)
         if item is not None:
@@ -701,6 +736,8 @@ def _cached_item(path: Path) -> object | None:
 
 
 def _evict(path: Path) -> None:
+    import parso.cache
+
     for by_path in parso.cache.parser_cache.values():
         by_path.pop(path, None)
 
@@ -792,6 +829,9 @@ def _kind_matches(wanted: str, actual: SymbolKind) -> bool:
 
 def _diagnose(text: str, path: str) -> list[Diagnostic]:
     """parso's syntax errors, then (when the text parses) pyflakes' messages."""
+    import parso.grammar
+    import pyflakes.checker
+
     lines = _lines(text)
     grammar = parso.grammar.load_grammar()
     diagnostics: list[Diagnostic] = []

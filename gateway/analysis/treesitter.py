@@ -5,6 +5,9 @@ Open documents keep a tree that each change edits and reparses incrementally. Th
 built in the background (worker threads, behind the shared limiter), follows open documents' unsaved
 text, and follows the disk through a `watchfiles.awatch` task. Positions in and out are code points;
 tree-sitter's byte offsets are converted at the edge of this module (`_LineMap`).
+
+tree-sitter-language-pack (its list of grammars) and watchfiles (anyio with it) are imported when first
+needed, not with this module: building the engine is part of start-up, which an editor waits for.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final, TypeVar, cast, get_args
 
 from tree_sitter import Language, Node, Parser, Point, Query, QueryCursor, QueryError, Tree
-from tree_sitter_language_pack import SupportedLanguage, get_language
-from watchfiles import Change, DefaultFilter, awatch
 
 from ..capabilities.files import GitIgnoreFilter
 from ..config import AnalysisConfig
@@ -48,6 +49,9 @@ from .symbol_index import IndexEntry, SymbolIndex
 if TYPE_CHECKING:
     from collections.abc import Coroutine
     from typing import Any
+
+    from tree_sitter_language_pack import SupportedLanguage
+    from watchfiles import Change, DefaultFilter
 
 log = logging.getLogger("gateway.analysis.treesitter")
 
@@ -76,8 +80,15 @@ _WHITESPACE = re.compile(r"\s+")
 _CONSTANT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _WORD = re.compile(r"[^\W\d]\w*")
 
+
 # -- languages -----------------------------------------------------------------------------------------
-PACK_LANGUAGES: Final[frozenset[str]] = frozenset(get_args(SupportedLanguage))
+@functools.cache
+def pack_languages() -> frozenset[str]:
+    """The grammar names tree-sitter-language-pack ships."""
+    from tree_sitter_language_pack import SupportedLanguage
+
+    return frozenset(get_args(SupportedLanguage))
+
 
 LANGUAGE_IDS: Final[dict[str, str]] = {
     "typescriptreact": "tsx",
@@ -362,7 +373,7 @@ def language_for_id(language_id: str | None) -> str | None:
     mapped = LANGUAGE_IDS.get(lid)
     if mapped is not None:
         return mapped
-    return lid if lid in PACK_LANGUAGES else None
+    return lid if lid in pack_languages() else None
 
 
 _LANGUAGE_CACHE: dict[str, Language | None] = {}
@@ -378,7 +389,9 @@ def load_language(name: str) -> Language | None:
     with _LANGUAGE_LOCK:
         if name not in _LANGUAGE_CACHE:
             language: Language | None = None
-            if name in PACK_LANGUAGES:
+            if name in pack_languages():
+                from tree_sitter_language_pack import get_language
+
                 try:
                     language = get_language(cast("SupportedLanguage", name))
                 except Exception:
@@ -1837,16 +1850,20 @@ class TreeSitterEngine(Engine):
             self._index_updated()
 
     def _watch_filter(self, change: Change, path: str) -> bool:
-        if not self._default_filter(change, path):
+        from watchfiles import Change
+
+        if self._default_filter is not None and not self._default_filter(change, path):
             return False
         name = os.path.basename(path)
         if name == ".gitignore" or change != Change.modified:
             return True
         return self.language_of(name) is not None
 
-    _default_filter = DefaultFilter()
+    _default_filter: DefaultFilter | None = None  # set by the watch loop, which imports watchfiles
 
     def _on_disk_changes(self, changes: Iterable[tuple[Change, str]]) -> None:
+        from watchfiles import Change
+
         if not self._index_active():
             return  # no index yet: the first build's walk will see the disk as it is then
         rebuild = False
@@ -1879,6 +1896,9 @@ class TreeSitterEngine(Engine):
             self._kick_disk()
 
     async def _watch_loop(self) -> None:
+        from watchfiles import DefaultFilter, awatch
+
+        self._default_filter = DefaultFilter()
         changes = awatch(
             self.workspace.root,
             watch_filter=self._watch_filter,

@@ -18,10 +18,8 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import regex
-from pathspec import GitIgnoreSpec
 from pydantic import BaseModel, Field, model_validator
 
 from ..config import LimitsConfig
@@ -31,6 +29,12 @@ from ..identity import Role
 from ..pagination import Page, PageParams, paginate
 from ..registry import Registry
 from ..workspace import Workspace
+
+if TYPE_CHECKING:
+    # Imported where used: with pathspec they cost ~15 ms of every start-up, needed only by a search,
+    # a listing or the index walk.
+    import regex
+    from pathspec import GitIgnoreSpec
 
 BINARY_SNIFF_BYTES = 8192
 """A NUL byte in this many leading bytes makes a file binary."""
@@ -168,6 +172,8 @@ def _read_gitignore(path: Path) -> list[str]:
 
 def _compile_patterns(lines: Sequence[str]) -> GitIgnoreSpec:
     """A spec of `lines`, dropping the lines git itself would find invalid."""
+    from pathspec import GitIgnoreSpec
+
     try:
         return GitIgnoreSpec.from_lines(lines)
     except ValueError:
@@ -185,6 +191,8 @@ def compile_glob(glob: str | None) -> GitIgnoreSpec | None:
     """The matcher for a `glob` param; refuses patterns that are not valid gitignore patterns."""
     if glob is None:
         return None
+    from pathspec import GitIgnoreSpec
+
     try:
         return GitIgnoreSpec.from_lines([glob])
     except ValueError as exc:
@@ -556,6 +564,8 @@ class _Searcher:
 
 def _compile_query(params: SearchParams) -> regex.Pattern[str]:
     """The query as a pattern of the `regex` engine, which (unlike `re`) can time a match out."""
+    import regex
+
     source = params.query if params.regex else regex.escape(params.query)
     flags = regex.V0 if params.case_sensitive else regex.V0 | regex.IGNORECASE
     try:

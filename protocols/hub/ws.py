@@ -192,7 +192,7 @@ class HubDoor:
         conn = HubConnection(self, ws, identity)
         writer = asyncio.create_task(conn.writer())
         self.connections.add(conn)
-        self.gw.metrics.connections.labels("hub").inc()
+        self.gw.metrics.connection_opened("hub")
         log.info("hub: %s connected as %s (%s)", conn.client_id, identity.subject, identity.role.name.lower())
         try:
             while not ws.closed:
@@ -209,7 +209,7 @@ class HubDoor:
                     break
         finally:
             self.connections.discard(conn)
-            self.gw.metrics.connections.labels("hub").dec()
+            self.gw.metrics.connection_closed("hub")
             with contextlib.suppress(asyncio.QueueFull):
                 conn.queue.put_nowait(None)
             writer.cancel()

@@ -196,7 +196,7 @@ class YjsDoor:
         peers = self.connections.setdefault(doc.path, set())
         peers.add(conn)
         doc.peers.add(conn)
-        self.gw.metrics.connections.labels("yjs").inc()
+        self.gw.metrics.connection_opened("yjs")
         log.info("yjs: %s joined %s as %s", conn.session_id, doc.path, identity.subject)
         try:
             conn.send(sync_message(SYNC_STEP1, doc.state_vector()))
@@ -214,7 +214,7 @@ class YjsDoor:
             conn.stop()
             peers.discard(conn)
             doc.peers.discard(conn)
-            self.gw.metrics.connections.labels("yjs").dec()
+            self.gw.metrics.connection_closed("yjs")
             self._leave_awareness(conn)
             log.info("yjs: %s left %s (close code %s)", conn.session_id, doc.path, ws.close_code)
         return ws

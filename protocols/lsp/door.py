@@ -49,14 +49,14 @@ class LspDoor:
                 identity = LOCAL_OWNER if not self.auth_required(transport) else ANONYMOUS
         session = GatewaySession(self, identity, transport)
         self.sessions.add(session)
-        self.gw.metrics.connections.labels("lsp").inc()
+        self.gw.metrics.connection_opened("lsp")
         return session
 
     async def finish_session(self, session: GatewaySession) -> None:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
-        self.gw.metrics.connections.labels("lsp").dec()
+        self.gw.metrics.connection_closed("lsp")
         session.end(session.exit_code if session.exit_code is not None else 1)
         await session.cleanup()
 

@@ -116,6 +116,24 @@ class SessionProtocol(LanguageServerProtocol):
                 task.cancel()
         super()._handle_cancel_notification(msg_id)
 
+    _initialize_id: Any = None
+
+    @lsp_method(lsp.INITIALIZE)
+    def lsp_initialize(self, params: lsp.InitializeParams) -> Generator[Any, Any, lsp.InitializeResult]:
+        """pygls' initialize, remembering the request id so the answer can be noticed going out."""
+        self._initialize_id = self.msg_id
+        result: lsp.InitializeResult = yield from super().lsp_initialize(params)
+        return result
+
+    def _send_response(self, msg_id: Any, result: Any | None = None, error: Any | None = None) -> None:
+        """Once the initialize result is written, the gateway starts its deferred background work."""
+        super()._send_response(msg_id, result, error)
+        if msg_id is not None and msg_id == self._initialize_id:
+            self._initialize_id = None
+            server = self._server
+            if isinstance(server, GatewaySession):
+                server.gw.ready()
+
     @lsp_method(lsp.SHUTDOWN)
     def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
         """Cancel in-flight requests over a copy: cancelling one removes it from the dict (pygls bug)."""

@@ -334,7 +334,7 @@ class McpDoor:
         ):
             key = id(conn)
             self._sessions[key] = (conn, SessionState(key))
-            self.gw.metrics.connections.labels("mcp").inc()
+            self.gw.metrics.connection_opened("mcp")
             conn.exit_stack.callback(self._forget_session, key)
         return await call_next(ctx)
 
@@ -342,7 +342,7 @@ class McpDoor:
         entry = self._sessions.pop(key, None)
         if entry is None:
             return
-        self.gw.metrics.connections.labels("mcp").dec()
+        self.gw.metrics.connection_closed("mcp")
         for uri in entry[1].subscriptions:
             self._release(uri)
 
