@@ -435,3 +435,38 @@ async def close(client: LanguageClient) -> None:
         client.exit(None)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(client.stop(), 5)
+
+
+async def test_an_agent_run_is_live_on_the_hub_with_who_started_it(gateway: ServerProcess, llm: GatedLLM) -> None:
+    llm.push(tool_call("read_file", {"path": "src/app.py"}, id="call_h"), text("hub saw it"))
+    async with aiohttp.ClientSession() as http:
+        caller = await http.ws_connect(f"{gateway.url}/ws")
+        watcher = await http.ws_connect(f"{gateway.url}/ws")
+        for ws in (caller, watcher):
+            await ws.send_json({"type": "join", "watch": ["executions", "runs"]})
+            while (await ws.receive_json(timeout=10))["type"] != "welcome":
+                pass
+        await caller.send_json(
+            {"type": "call", "id": "run1", "capability": "agent.helper", "params": {"input": "read app.py"}}
+        )
+        progress: list[dict[str, Any]] = []
+        while True:
+            message = await caller.receive_json(timeout=30)
+            if message.get("id") == "run1" and message["type"] == "progress":
+                progress.append(message)
+            if message.get("id") == "run1" and message["type"] in ("result", "error"):
+                break
+        assert message["type"] == "result" and message["result"]["output"] == "hub saw it"
+        assert any(p.get("data", {}).get("kind") == "tool_call" for p in progress)
+        seen: list[dict[str, Any]] = []
+        while not any(
+            e["data"].get("capability") == "agent.helper" and e["event"] == "execution.finished" for e in seen
+        ):
+            message = await watcher.receive_json(timeout=10)
+            if message["type"] == "event" and message["topic"] == "executions":
+                seen.append(message)
+        started = [e for e in seen if e["data"].get("capability") == "agent.helper"]
+        assert started[0]["data"]["subject"] == "local" and started[0]["data"]["door"] == "hub"
+        assert any(e["data"].get("capability") == "read_file" for e in seen)  # the agent's tool call, live
+        await caller.close()
+        await watcher.close()
