@@ -659,7 +659,7 @@ async def main(args: argparse.Namespace) -> None:
         print()
         print(f"## Memory per idle y-websocket connection ({args.idle} idle connections)")
         rows = []
-        for name, (before, after) in memory.items():
+        for name, (before, after) in memory.items() if args.idle > 0 else ():
             per = (after - before) * 1024 / args.idle
             b = memory.get("js-ref")
             base_per = (b[1] - b[0]) * 1024 / args.idle if b else 0
