@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import signal
@@ -233,6 +234,14 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     return Gateway(config, registry, workspace, bus, core, metrics, authenticator, limiter, service, llm=llm)
 
 
+def settle_heap() -> None:
+    """Collect once, then move everything start-up built (modules, classes, schemas, config) out of the
+    collector's sight (`gc.freeze`): full collections then walk only what requests allocate. With
+    everything imported a full collection took ~90 ms and a third of the collector's time under load."""
+    gc.collect()
+    gc.freeze()
+
+
 def announce(door: str, url: str) -> None:
     print(f"listening {door} {url}", file=sys.stderr, flush=True)
 
@@ -331,6 +340,7 @@ async def serve(config: GatewayConfig) -> int:
         if config.server.lsp_port is not None:
             port = await lsp_door.start_tcp(config.server.host, config.server.lsp_port)
             announce("lsp", f"tcp://{_shown(config.server.host)}:{port}")
+        settle_heap()
         await stop.wait()
         log.info("shutting down: no new requests; waiting for running executions")
         for site in list(runner.sites):
