@@ -186,6 +186,18 @@ class Execution:
         if call.on_progress is not None:
             self._progress_listeners.append(call.on_progress)
 
+    def release(self) -> None:
+        """Drop what only a running execution needs: the caller's back channel, progress callback and meta
+        (a door's request context, session and request objects), and the waiting caller's future. A finished
+        execution is kept for `GET /v1/executions/{id}` (its record, its caller's identity and door) among
+        the last `keep_finished`; holding on to every one's request objects made each collection longer."""
+        self.outcome = None
+        call = self.call
+        if call.peer is not None or call.on_progress is not None or call.meta:
+            self.call = CallContext(
+                identity=call.identity, door=call.door, timeout=call.timeout, request_id=call.request_id
+            )
+
     @property
     def done(self) -> bool:
         return self.record.status is not ExecutionStatus.RUNNING
@@ -473,9 +485,10 @@ def _task_done(execution: Execution, task: asyncio.Task[BaseModel]) -> None:
     when the task ended without doing so itself (cancelled before it ever ran)."""
     if task.cancelled():
         _settle(execution, None, asyncio.CancelledError())
-        return
-    error = task.exception()
-    _settle(execution, None if error is not None else task.result(), error)
+    else:
+        error = task.exception()
+        _settle(execution, None if error is not None else task.result(), error)
+    execution.release()
 
 
 def _bind(mw: Middleware, execution: Execution, nxt: Next) -> Next:
