@@ -271,6 +271,11 @@ async def managed_vs_direct(root: Path, iterations: int) -> None:
         for server in (direct, stdio):
             server.open(MODULE, text)
         await gw.core.execute(call, "open_document", {"path": MODULE, "text": text, "version": 1})
+        # What `gateway serve` and `gateway lsp` do once started (gateway.app.settle_heap), so that the
+        # in-process gateway collects like the real process. The direct client lives in this same process
+        # and gains from it as much: both paths pay the collections of one shared heap.
+        gc.collect()
+        gc.freeze()
         capability = {"hover": "hover", "definition": "definition", "completion": "complete"}
 
         async def in_process(probe: Probe) -> Any:

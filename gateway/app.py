@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import signal
@@ -351,6 +352,16 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     return gw
 
 
+def settle_heap(*, collect: bool = True) -> None:
+    """Collect once, then move everything start-up built (modules, classes, schemas, config) out of the
+    collector's sight (`gc.freeze`): full collections then walk only what requests allocate. With
+    everything imported a full collection took ~90 ms and a third of the collector's time under load.
+    `collect=False` freezes without the collection first (~50 ms), for doors whose first request waits."""
+    if collect:
+        gc.collect()
+    gc.freeze()
+
+
 def announce(door: str, url: str) -> None:
     print(f"listening {door} {url}", file=sys.stderr, flush=True)
 
@@ -456,6 +467,7 @@ async def serve(config: GatewayConfig) -> int:
             port = await lsp_door.start_tcp(config.server.host, config.server.lsp_port)
             announce("lsp", f"tcp://{_shown(config.server.host)}:{port}")
         gw.ready()
+        settle_heap()  # listening: collect once and freeze what start-up built
         await stop.wait()
         log.info("shutting down: no new requests; waiting for running executions")
         for site in list(runner.sites):

@@ -28,14 +28,18 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
         }
-        message = record.getMessage()
-        if message.startswith("{"):
-            try:
-                line.update(json.loads(message))
-            except ValueError:
-                line["msg"] = message
+        fields = getattr(record.msg, "fields", None) if not record.args else None
+        if isinstance(fields, dict):  # a StructuredMessage (gateway.middleware): its fields as they are
+            line.update(fields)
         else:
-            line["msg"] = message
+            message = record.getMessage()
+            if message.startswith("{"):
+                try:
+                    line.update(json.loads(message))
+                except ValueError:
+                    line["msg"] = message
+            else:
+                line["msg"] = message
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line)

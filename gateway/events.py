@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     ts: float = Field(default_factory=time.time)
     origin: str = ""
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=lambda: secrets.token_hex(16))  # 32 random hex digits, as uuid4().hex
 
 
 class Subscription:

@@ -261,7 +261,17 @@ class LspConnection:
         # pygls keeps its own future for the reply; ours is separate so that giving up on a request
         # (timeout, cancellation) never makes pygls resolve a cancelled future when the reply comes late.
         reply = self.protocol.send_request(method, params, msg_id=msg_id)
-        reply.add_done_callback(lambda fut: loop.call_soon_threadsafe(settle, fut))
+        loop_thread = threading.get_ident()
+
+        def on_reply(fut: concurrent.futures.Future[Any]) -> None:
+            # pygls settles its future in the reader task, on this loop's thread: settle ours right there
+            # rather than through call_soon_threadsafe (a self-pipe write and one more loop iteration).
+            if threading.get_ident() == loop_thread:
+                settle(fut)
+            else:
+                loop.call_soon_threadsafe(settle, fut)
+
+        reply.add_done_callback(on_reply)
         try:
             async with asyncio.timeout(timeout):
                 return await waiter

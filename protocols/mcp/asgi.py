@@ -160,12 +160,15 @@ class _Exchange:
 
 
 async def serve_asgi(
-    app: ASGIApp, request: web.Request, extra_scope: Mapping[str, Any] | None = None
+    app: ASGIApp, request: web.Request, extra_scope: Mapping[str, Any] | None = None, *, scope: Scope | None = None
 ) -> web.StreamResponse:
-    """Run `app` for `request` in this handler task and return the (already streamed) response."""
+    """Run `app` for `request` in this handler task and return the (already streamed) response.
+
+    `scope`: the request's scope when the caller already built it (`http_scope(request, extra_scope)`).
+    """
     exchange = _Exchange(request)
     try:
-        await app(http_scope(request, extra_scope), exchange.receive, exchange.send)
+        await app(scope if scope is not None else http_scope(request, extra_scope), exchange.receive, exchange.send)
     except Exception:
         if exchange.status is not None:
             log.exception("mcp http: the ASGI app failed after starting its response")

@@ -136,7 +136,8 @@ class McpHttp:
         """One HTTP request on `/mcp` (POST, GET or DELETE), whichever protocol era it speaks."""
         identity: Identity = request[IDENTITY]
         extra = self._scope_extra(identity)
-        refused = await self._security.validate_request(Request(http_scope(request, extra)), is_post=False)
+        scope = http_scope(request, extra)
+        refused = await self._security.validate_request(Request(scope), is_post=False)
         if refused is not None:
             return await serve_asgi(refused, request, extra)  # type: ignore[arg-type]
         if not self._ready.is_set() or self._stop.is_set():
@@ -144,7 +145,8 @@ class McpHttp:
                 {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": "the MCP endpoint is not serving"}},
                 status=503,
             )
-        return await serve_asgi(self.manager.handle_request, request, extra)  # type: ignore[arg-type]
+        # The same scope, built once: the Host/Origin check above only read its headers.
+        return await serve_asgi(self.manager.handle_request, request, scope=scope)  # type: ignore[arg-type]
 
 
 def add_mcp_http(app: web.Application, door: McpDoor) -> McpHttp:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -47,7 +48,11 @@ def tool_output_schema(cap: Capability[Any, Any]) -> dict[str, Any] | None:
     return dict(schema) if schema.get("type") == "object" else None
 
 
-_RESULT_SCHEMAS: dict[type[BaseModel], dict[str, Any]] = {}
+_RESULT_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
+_INPUT_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
+"""Schemas per model class, computed once: pydantic builds them anew on every call, and the 2026-07-28
+transport asks for the called tool's input schema on every `tools/call` (`Mcp-Param-*` header checks).
+Weak keys: federated tools' models come and go with their upstreams."""
 
 
 def _result_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -66,10 +71,17 @@ def _has_output_schema(model: type[BaseModel]) -> bool:
 
 
 def tool_input_schema(cap: Capability[Any, Any]) -> dict[str, Any]:
-    """The tool's `inputSchema`: the params model's JSON Schema (always an object schema)."""
-    schema: dict[str, Any] = cap.params_model.model_json_schema()
-    if schema.get("type") != "object":
-        schema = {"type": "object", **{k: v for k, v in schema.items() if k != "type"}}
+    """The tool's `inputSchema`: the params model's JSON Schema (always an object schema).
+
+    Computed once per params model and shared: callers must not change it.
+    """
+    model = cap.params_model
+    schema = _INPUT_SCHEMAS.get(model)
+    if schema is None:
+        schema = model.model_json_schema()
+        if schema.get("type") != "object":
+            schema = {"type": "object", **{k: v for k, v in schema.items() if k != "type"}}
+        _INPUT_SCHEMAS[model] = schema
     return schema
 
 
