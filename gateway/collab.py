@@ -24,12 +24,13 @@ import hashlib
 import logging
 import os
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from pycrdt import Doc, Text
 
+from .capabilities.documents import DOCUMENT_TOPIC
 from .errors import InvalidParams, NotFound
 from .events import Event, EventBus
 from .workspace import Document, DocumentSnapshot, Range, TextChange, Workspace
@@ -183,6 +184,9 @@ class CollabStore(Protocol):
     async def load(self, path: str) -> list[bytes]: ...
 
     def append(self, path: str, update: bytes) -> None: ...
+
+    def bind(self, path: str, merged: Callable[[], bytes]) -> None:
+        """Tell the store how to get the whole state of `path`, for stores that compact from it."""
 
     async def paths(self) -> list[str]: ...
 
@@ -382,7 +386,6 @@ class CollabService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listen: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
-        self.resyncs = 0
         # Told about y-websocket awareness updates from other instances: (path, update).
         self.awareness_hooks: list[Callable[[str, bytes], None]] = []
         workspace.listeners.append(self)
@@ -426,6 +429,7 @@ class CollabService:
             updates = await self.store.load(rel)
             ydoc: Doc[Any] = Doc()
             ydoc.get(TEXT_NAME, type=Text)
+            seed: bytes | None = None
             if not updates:
                 try:
                     disk = self.workspace.read_disk_text(rel)
@@ -435,18 +439,13 @@ class CollabService:
                     disk = ""
                 except OSError as exc:  # a name too long, a folder where a file should be, ...
                     raise InvalidParams(f"cannot read {rel!r}: {exc.strerror or exc}", data={"path": rel}) from None
-                seed: bytes | None = seed_update(rel, disk)
-                assert seed is not None
+                seed = seed_update(rel, disk)
                 updates = [seed]
-            else:
-                seed = None
             for update in updates:
                 ydoc.apply_update(update)
             doc = SharedDoc(rel, ydoc)
             doc.unstored_seed = seed  # stored with the first edit: a document only opened leaves no state
-            bind = getattr(self.store, "bind", None)
-            if bind is not None:
-                bind(rel, ydoc.get_update)
+            self.store.bind(rel, ydoc.get_update)
             self.docs[rel] = doc
             open_doc = self.workspace.documents.get(rel)
             if open_doc is None:
@@ -474,6 +473,15 @@ class CollabService:
         self._fan_out(doc, updates, origin)
         return doc
 
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[None]:
+        """Change the store without hearing it back as a text edit to replay on the CRDT."""
+        self._applying = True
+        try:
+            yield
+        finally:
+            self._applying = False
+
     def _apply_to_workspace(
         self,
         path: str,
@@ -484,8 +492,7 @@ class CollabService:
         origin: object = None,
     ) -> None:
         """Replay a merge on the workspace document (opening it when nobody had it open)."""
-        self._applying = True
-        try:
+        with self._quietly():
             current = self.workspace.documents.get(path)
             if current is None:
                 self.workspace.open(path, text)
@@ -493,13 +500,11 @@ class CollabService:
                 self.workspace.change(path, offset_edits_to_changes(path, change[0], change[1]))
             elif current.text != text:
                 self.workspace.change(path, [TextChange(text=text)])
-        finally:
-            self._applying = False
         doc = self.workspace.documents.get(path)
         if doc is not None:
             self.bus.publish_nowait(
                 Event(
-                    topic="documents",
+                    topic=DOCUMENT_TOPIC,
                     type="document.changed",
                     data={
                         "path": path,
@@ -524,13 +529,13 @@ class CollabService:
                 doc.unstored_seed = None
             self.store.append(doc.path, update)
             if origin is not REMOTE:
-                self.bus.publish_nowait(
-                    Event(
-                        topic=COLLAB_TOPIC,
-                        type="collab.update",
-                        data={"path": doc.path, "update": base64.b64encode(update).decode()},
-                    )
-                )
+                self._publish("collab.update", doc.path, update)
+
+    def _publish(self, kind: str, path: str, payload: bytes) -> None:
+        """Send a CRDT or awareness update to the other instances."""
+        self.bus.publish_nowait(
+            Event(topic=COLLAB_TOPIC, type=kind, data={"path": path, "update": base64.b64encode(payload).decode()})
+        )
 
     # -- DocumentListener: edits from text doors ----------------------------------------------------------------
     def document_opened(self, snapshot: DocumentSnapshot) -> None:
@@ -541,11 +546,8 @@ class CollabService:
             self._spawn(self._share_quietly(snapshot.path))
         elif doc.text != snapshot.text:
             # Someone opened a document that is already shared: the shared text wins.
-            self._applying = True
-            try:
+            with self._quietly():
                 self.workspace.change(snapshot.path, [TextChange(text=doc.text)])
-            finally:
-                self._applying = False
 
     def document_changed(self, snapshot: DocumentSnapshot, changes: Sequence[TextChange], previous_text: str) -> None:
         if self._applying:
@@ -581,13 +583,7 @@ class CollabService:
 
     # -- presence (y-websocket awareness) travels with the same bus ---------------------------------------------
     def publish_awareness(self, path: str, update: bytes) -> None:
-        self.bus.publish_nowait(
-            Event(
-                topic=COLLAB_TOPIC,
-                type="collab.awareness",
-                data={"path": path, "update": base64.b64encode(update).decode()},
-            )
-        )
+        self._publish("collab.awareness", path, update)
 
     # -- across instances ---------------------------------------------------------------------------------------------
     async def _listen_bus(self) -> None:
@@ -632,19 +628,12 @@ class CollabService:
 
     async def resync_all(self) -> None:
         """Merge what the store holds and offer our whole state to the store and the other instances."""
-        self.resyncs += 1
         for path, doc in list(self.docs.items()):
             try:
                 for update in await self.store.load(path):
                     self.apply_update(path, update, REMOTE)
                 state = doc.ydoc.get_update()
                 self.store.append(path, state)
-                self.bus.publish_nowait(
-                    Event(
-                        topic=COLLAB_TOPIC,
-                        type="collab.update",
-                        data={"path": path, "update": base64.b64encode(state).decode()},
-                    )
-                )
+                self._publish("collab.update", path, state)
             except Exception:
                 log.exception("collab: resync of %s failed", path)

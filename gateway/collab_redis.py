@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -92,6 +93,9 @@ class RedisStore:
             pipe.ltrim(key, len(items), -1)
             pipe.lpush(key, merged)
             await pipe.execute()
+
+    def bind(self, path: str, merged: Callable[[], bytes]) -> None:
+        """Compaction merges the stored updates themselves; the live state is not needed."""
 
     def discard(self, path: str) -> None:
         """Kept: other instances may still have the document open; it goes when someone saves it."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidParams
+from ..errors import GatewayError, InvalidParams
 from ..execution import ExecutionContext
 from ..identity import Role
 from ..registry import Door, Registry
@@ -86,9 +86,9 @@ def register(registry: Registry, collab: CollabGetter) -> None:
         doc = await service.shared(params.path)
         try:
             service.apply_update(doc.path, update, ctx.call.meta.get("collab_peer"), by=ctx.identity.subject)
+        except GatewayError:
+            raise
         except Exception as exc:  # pycrdt raises plain exceptions for malformed updates
-            if isinstance(exc, InvalidParams):
-                raise
             raise InvalidParams(f"not a Yjs update: {exc}") from None
         stored = ctx.workspace.documents.get(doc.path)
         return CollabUpdateResult(path=doc.path, version=stored.version if stored else 0, length=len(doc.text))

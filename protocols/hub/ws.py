@@ -78,7 +78,6 @@ class HubConnection:
             self.queue.put_nowait(json.dumps(message, separators=(",", ":")))
         except asyncio.QueueFull:
             self.fell_behind = True
-            self.door.fell_behind_total += 1
             log.warning("hub: %s fell behind (%d queued); closing it", self.client_id, self.queue.qsize())
             task = asyncio.get_running_loop().create_task(
                 self.ws.close(code=CLOSE_FELL_BEHIND, message=b"fell behind; reconnect and reopen")
@@ -100,7 +99,6 @@ class HubDoor:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.connections: set[HubConnection] = set()
-        self.fell_behind_total = 0
         self._pump: asyncio.Task[None] | None = None
         self._diagnostics: dict[str, asyncio.Task[None]] = {}
         gw.workspace.listeners.append(self)

@@ -127,7 +127,6 @@ class YjsConnection:
             return
         # Everything after this state vector is what it will miss: sent as one update once it drains.
         self.lag_vector = self.doc.state_vector()
-        self.door.lagging_total += 1
         self._lag_task = asyncio.get_running_loop().create_task(self._catch_up())
 
     async def _catch_up(self) -> None:
@@ -141,11 +140,9 @@ class YjsConnection:
                 vector, self.lag_vector = self.lag_vector, None
                 if vector is not None:
                     self.send(sync_message(SYNC_STEP2, self.doc.missing(vector)))
-                    self.door.resynced_total += 1
                 return
             if loop.time() > deadline:
                 log.warning("yjs: %s fell behind for %.0f s; closing it", self.session_id, self.door.lag_seconds)
-                self.door.dropped_total += 1
                 self.closed = True
                 with contextlib.suppress(Exception):
                     transport.abort()  # its buffer is full: a polite close frame would queue behind it
@@ -168,9 +165,6 @@ class YjsDoor:
         self.high_water = hub.send_buffer_bytes
         self.low_water = hub.send_buffer_bytes // 4
         self.lag_seconds = hub.lag_seconds
-        self.lagging_total = 0
-        self.resynced_total = 0
-        self.dropped_total = 0
         self._frame_of: tuple[bytes, bytes] | None = None
         self._hooked: CollabService | None = None
 
@@ -277,8 +271,8 @@ class YjsDoor:
                 doc.awareness_states[client] = (clock, state)
                 mine.add(client)
         self._relay_awareness(doc, update, exclude=conn)
-        assert self.gw.collab is not None and self.gw.collab.service is not None
-        self.gw.collab.service.publish_awareness(doc.path, update)
+        if self._hooked is not None:
+            self._hooked.publish_awareness(doc.path, update)
         self._publish_presence(doc.path, conn.identity.subject, entries)
 
     def _relay_awareness(self, doc: SharedDoc, update: bytes, exclude: YjsConnection | None) -> None:
@@ -298,8 +292,8 @@ class YjsDoor:
             entries.append((client, clock + 1, "null"))
         update = encode_awareness(entries)
         self._relay_awareness(doc, update, exclude=conn)
-        if self.gw.collab is not None and self.gw.collab.service is not None:
-            self.gw.collab.service.publish_awareness(doc.path, update)
+        if self._hooked is not None:
+            self._hooked.publish_awareness(doc.path, update)
         self._publish_presence(doc.path, conn.identity.subject, entries)
 
     def _remote_awareness(self, path: str, update: bytes) -> None:

@@ -42,9 +42,9 @@ class _Pending:
     version: int  # the editor version the edit was sent against
 
 
-def _lsp_edits(conv: LspConverter, path: str, text: str, edits: list[OffsetEdit]) -> list[lsp.TextEdit]:
-    """Sequential left-to-right code-point edits as LSP text edits against the original `text`."""
-    scratch = Document(path, text, 0, "")
+def _lsp_edits(conv: LspConverter, scratch: Document, edits: list[OffsetEdit]) -> list[lsp.TextEdit]:
+    """Sequential left-to-right code-point edits as LSP text edits against the original text `scratch`."""
+    path = scratch.path
     merged: list[list[Any]] = []  # [start, end, new_text] in offsets of the original text
     shift = 0
     for start, end, new_text in edits:
@@ -123,10 +123,10 @@ class LspReplica:
         self._send(self.client_text, [edit], _Pending(self.mirror.text, None, self.client_version))
 
     def _send(self, text: str, edits: list[OffsetEdit], pending: _Pending) -> None:
-        conv = self.session.converter_for_text(self.path, text)
+        scratch = Document(self.path, text, 0, "")
         document_edit = lsp.TextDocumentEdit(
             text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=self.uri, version=pending.version),
-            edits=list(_lsp_edits(conv, self.path, text, edits)),
+            edits=_lsp_edits(self.session.converter_for(scratch), scratch, edits),
         )
         self.pending = pending
         task = asyncio.get_running_loop().create_task(self._apply_edit(document_edit, pending))
@@ -184,9 +184,7 @@ class LspReplica:
             rest = [edit, *rest] if edit is not None else rest
         vector = self.mirror.state_vector()
         self.mirror.edit(rest)
-        for start, end, new_text in rest:
-            self.client_text = self.client_text[:start] + new_text + self.client_text[end:]
-        self.client_text = self.mirror.text if self.pending is None else self.client_text
+        self.client_text = self.mirror.text  # the replica was in step before, so it is after
         self.schedule_push()
         return self.mirror.missing(vector)
 

@@ -252,9 +252,8 @@ class GatewaySession(LanguageServer):
             uri_of_path=lambda path: path_to_uri(root, path),
         )
 
-    def converter_for_text(self, path: str, text: str) -> LspConverter:
-        """A converter whose line texts are those of `text` (the editor's buffer, not the store's)."""
-        scratch = Document(path, text, 0, "")
+    def converter_for(self, scratch: Document) -> LspConverter:
+        """A converter whose line texts are those of `scratch` (the editor's buffer, not the store's)."""
         root = str(self.gw.workspace.root)
         return LspConverter(
             encoding=self.encoding,
@@ -506,12 +505,7 @@ class GatewaySession(LanguageServer):
     def _edits_from_lsp(self, path: str, text: str, changes: Any) -> list[tuple[int, int, str]]:
         """LSP content changes (client encoding, each against the text before it) as code-point edits."""
         scratch = Document(path, text, 0, "")
-        conv = LspConverter(
-            encoding=self.encoding,
-            line_text=lambda _p, line: scratch.line(line),
-            path_of_uri=lambda uri: None,
-            uri_of_path=lambda p: p,
-        )
+        conv = self.converter_for(scratch)  # reads the scratch's lines as each change applies
         out: list[tuple[int, int, str]] = []
         for change in changes:
             if isinstance(change, lsp.TextDocumentContentChangePartial):
