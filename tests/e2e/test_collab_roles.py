@@ -116,9 +116,7 @@ async def test_a_viewers_lsp_edit_is_refused_and_rolled_back(server: ServerProce
         assert shared.text == before
         await shared.disconnect()
     finally:
-        await editor.shutdown_async(None)
-        editor.exit(None)
-        await editor.stop()
+        await editor.close()
 
 
 async def call(server: ServerProcess, key: str, name: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:

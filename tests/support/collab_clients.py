@@ -105,6 +105,12 @@ class EditorClient(LanguageClient):
         )
         self.initialized(lsp.InitializedParams())
 
+    async def close(self) -> None:
+        """Shut the session down as an editor does: shutdown, exit, then the connection."""
+        await self.shutdown_async(None)
+        self.exit(None)
+        await self.stop()
+
     def open(self, uri: str, text: str) -> None:
         self.texts[uri] = text
         self.versions[uri] = 1
