@@ -277,11 +277,11 @@ def new_client(name: str) -> LanguageClient:
     return client
 
 
-async def start_server(label: str, argv: list[str], root: Path) -> Server:
+async def start_server(label: str, argv: list[str], root: Path, env: dict[str, str] | None = None) -> Server:
     """Spawn `argv` in `root`, initialize it with the shared capabilities; records time to the result."""
     client = new_client("bench")
     started = time.perf_counter()
-    await client.start_io(*argv, cwd=str(root))
+    await client.start_io(*argv, cwd=str(root), env=None if env is None else {**os.environ, **env})
     assert client._server is not None
     drain = asyncio.create_task(drain_stream(client._server.stderr))
     root_uri = root.as_uri()

@@ -31,6 +31,8 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Request bodies above this get 413")
     shutdown_grace_seconds: float = Field(5.0, ge=0)
     default_deadline_seconds: float = Field(60.0, gt=0)
+    code_cache: bool = Field(True, description="Cache generated attrs/cattrs bytecode (faster start-up)")
+    code_cache_dir: Path | None = Field(None, description="Where that cache lives; default $XDG_CACHE_HOME/gateway")
 
 
 class ApiKey(_Strict):

@@ -30,3 +30,6 @@ def resume_gc() -> None:
         _paused = False
         gc.freeze()
         gc.enable()
+    from . import codecache
+
+    codecache.save()  # what start-up compiled (gateway/codecache.py), once the first client has its answer
