@@ -8,7 +8,7 @@
 
 One run, loopback only, bounded in time:
 
-    .venv/bin/python bench/mcp.py [--seconds 3] [--concurrency 1 8 32]
+    .venv/bin/python bench/mcp.py [--seconds 2] [--rounds 5] [--concurrency 1 8 32]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -44,16 +45,38 @@ GATEWAY = [sys.executable, "-m", "gateway.cli"]
 PEER_SERVER = r"""
 import asyncio, socket, sys, warnings
 from pathlib import Path
+from typing import Literal
 import uvicorn
+from pydantic import BaseModel
 from mcp.server.mcpserver import MCPServer
 warnings.simplefilter("ignore")
 root = Path(sys.argv[1])
 server = MCPServer("peer", version="1.0.0", log_level="WARNING")
 
+class ReadFileResult(BaseModel):
+    "The gateway's read_file result, field for field: the same tool has the same output schema."
+    path: str
+    text: str
+    start_line: int
+    end_line: int
+    total_lines: int | None
+    truncated: bool
+    source: Literal["document", "disk"]
+    version: int | None
+
 @server.tool()
-def read_file(path: str) -> str:
-    "Read a file of the workspace."
-    return (root / path).read_text()
+def read_file(path: str, start_line: int | None = None, end_line: int | None = None,
+              max_bytes: int | None = None) -> ReadFileResult:
+    "Read a file of the workspace, or some of its lines."
+    lines = (root / path).read_text().splitlines(keepends=True)
+    first = start_line or 1
+    last = min(end_line or len(lines), len(lines))
+    text = "".join(lines[first - 1 : last])
+    cut = max_bytes is not None and len(text.encode()) > max_bytes
+    if cut:
+        text = text.encode()[:max_bytes].decode(errors="ignore")
+    return ReadFileResult(path=path, text=text, start_line=first, end_line=last, total_lines=len(lines),
+                          truncated=cut, source="disk", version=None)
 
 @server.tool()
 def echo(text: str) -> str:
@@ -127,6 +150,17 @@ async def load(
     return len(latencies) / elapsed, latencies
 
 
+async def same_answer(urls: list[str], args: dict[str, Any]) -> None:
+    """Both servers' `read_file` give the same structured result (and so the same amount of text back)."""
+    answers = []
+    for url in urls:
+        async with Client(url, mode="legacy", cache=None) as client:
+            result = await client.call_tool("read_file", args)
+            answers.append(result.structured_content)
+    if answers[0] != answers[1]:
+        raise RuntimeError(f"the two read_file tools differ: {answers[0]} vs {answers[1]}")
+
+
 async def rest_load(url: str, seconds: float, tool: str, args: dict[str, Any]) -> list[float]:
     """One REST client calling `tool` in a loop; the latencies."""
     latencies: list[float] = []
@@ -170,7 +204,8 @@ def row(cells: list[str], widths: list[int]) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per cell (noise: medians)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()
 
@@ -193,40 +228,40 @@ async def main() -> None:
             await wait_tool(gw_url, "up_echo")
             door = await has_mcp_door(gw_url)
             read_args = {"path": "small.txt"}
-            print(f"tools/call read_file, {args.seconds:.0f}s per cell; gateway {gw_url}/mcp vs plain SDK MCPServer")
-            widths = [30, 11, 9, 9, 9]
+            await same_answer([peer_url, f"{gw_url}/mcp"], read_args)
+            print(
+                f"tools/call read_file; {args.rounds} rounds of {args.seconds:g}s per cell, the two servers"
+                f" alternating; gateway {gw_url}/mcp vs plain SDK MCPServer"
+            )
+            print("calls/s: median over rounds; p50/p99: all rounds' calls; ratio: median (min-max) of the rounds'")
+            widths = [30, 11, 9, 9, 20]
             print(row(["server / era / clients", "calls/s", "p50 ms", "p99 ms", "ratio"], widths))
             for era, mode in ERAS.items():
                 for concurrency in args.concurrency:
-                    base_rate, base_lat = await load(peer_url, mode, concurrency, args.seconds, "read_file", read_args)
-                    print(
-                        row(
-                            [
-                                f"sdk MCPServer {era} x{concurrency}",
-                                f"{base_rate:.0f}",
-                                f"{pct(base_lat, 50):.2f}",
-                                f"{pct(base_lat, 99):.2f}",
-                                "1.00x",
-                            ],
-                            widths,
-                        )
-                    )
                     if not door:
                         print(row([f"gateway {era} x{concurrency}", "n/a", "-", "-", "no /mcp"], widths))
                         continue
-                    rate, lat = await load(f"{gw_url}/mcp", mode, concurrency, args.seconds, "read_file", read_args)
-                    print(
-                        row(
-                            [
-                                f"gateway {era} x{concurrency}",
-                                f"{rate:.0f}",
-                                f"{pct(lat, 50):.2f}",
-                                f"{pct(lat, 99):.2f}",
-                                f"{rate / base_rate:.2f}x",
-                            ],
-                            widths,
-                        )
-                    )
+                    rates: dict[str, list[float]] = {"sdk": [], "gw": []}
+                    lats: dict[str, list[float]] = {"sdk": [], "gw": []}
+                    urls = {"sdk": peer_url, "gw": f"{gw_url}/mcp"}
+                    for round_ in range(args.rounds):
+                        for who in ("sdk", "gw") if round_ % 2 == 0 else ("gw", "sdk"):
+                            rate, lat = await load(urls[who], mode, concurrency, args.seconds, "read_file", read_args)
+                            rates[who].append(rate)
+                            lats[who].extend(lat)
+                    ratios = sorted(g / b for g, b in zip(rates["gw"], rates["sdk"], strict=True))
+                    for who, label in (("sdk", "sdk MCPServer"), ("gw", "gateway")):
+                        spread = "1.00x"
+                        if who == "gw":
+                            spread = f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+                        cells = [
+                            f"{label} {era} x{concurrency}",
+                            f"{statistics.median(rates[who]):.0f}",
+                            f"{pct(lats[who], 50):.2f}",
+                            f"{pct(lats[who], 99):.2f}",
+                            spread,
+                        ]
+                        print(row(cells, widths))
             print()
             print("federation: upstream tool `echo` called directly vs as the gateway's `up_echo`, 1 client")
             print(row(["path", "calls/s", "p50 ms", "p99 ms", "added p50"], widths))
