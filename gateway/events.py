@@ -109,6 +109,10 @@ class EventBus(Protocol):
 
     def publish_nowait(self, event: Event) -> None: ...
 
+    def wants(self, topic: str) -> bool:
+        """False when an event on `topic` would reach no one (a publisher may then skip building it)."""
+        ...
+
     def subscribe(self, pattern: str = "*", maxsize: int | None = None) -> Subscription: ...
 
     def queue_depth(self) -> int: ...
@@ -126,16 +130,26 @@ class LocalFanout:
         self.queue_size = queue_size
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self._subs: list[Subscription] = []
+        self._wanted: dict[str, bool] = {}  # topic -> some subscription matches it (cleared on any change)
         self.dropped_total = 0
 
     def subscribe(self, pattern: str = "*", maxsize: int | None = None) -> Subscription:
         sub = Subscription(self, pattern, maxsize or self.queue_size)
         self._subs.append(sub)
+        self._wanted.clear()
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         with contextlib.suppress(ValueError):
             self._subs.remove(sub)
+        self._wanted.clear()
+
+    def wants(self, topic: str) -> bool:
+        """Whether a subscription of this process matches `topic`."""
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            wanted = self._wanted[topic] = any(sub.matches(topic) for sub in self._subs)
+        return wanted
 
     def deliver(self, event: Event) -> None:
         for sub in list(self._subs):

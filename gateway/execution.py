@@ -169,29 +169,26 @@ class Execution:
         self.started_mono = time.monotonic()
         timeout = call.timeout if call.timeout is not None else core.default_timeout
         self.deadline = self.started_mono + timeout
-        self.record = ExecutionRecord(
-            id=self.id,
-            capability=cap.name,
-            door=call.door.value,
-            subject=call.identity.subject,
-            status=ExecutionStatus.RUNNING,
-            started_at=time.time(),
-        )
+        # The record's fields, kept plain: `record` builds the model only when someone asks for it.
+        self.status = ExecutionStatus.RUNNING
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self.duration_ms: float | None = None
+        self.last_progress: ProgressReport | None = None
+        self.error: ErrorInfo | None = None
+        self.result: dict[str, Any] | None = None
         self.cancel_requested = False
-        self.task: asyncio.Task[BaseModel] | None = None
-        self.outcome: asyncio.Future[BaseModel] | None = None
-        """Set by `Core.execute` for a caller waiting on this execution: settled by the task itself as it
-        ends, so the caller resumes one loop iteration sooner than through `asyncio.shield(task)`."""
+        self.task: asyncio.Task[Any] | None = None
+        """The task it runs in: its own (`Core.start`) or its caller's (`Core.execute`)."""
         self._progress_listeners: list[Callable[[ProgressReport], None]] = []
         if call.on_progress is not None:
             self._progress_listeners.append(call.on_progress)
 
     def release(self) -> None:
         """Drop what only a running execution needs: the caller's back channel, progress callback and meta
-        (a door's request context, session and request objects), and the waiting caller's future. A finished
+        (a door's request context, session and request objects). A finished
         execution is kept for `GET /v1/executions/{id}` (its record, its caller's identity and door) among
         the last `keep_finished`; holding on to every one's request objects made each collection longer."""
-        self.outcome = None
         call = self.call
         if call.peer is not None or call.on_progress is not None or call.meta:
             self.call = CallContext(
@@ -199,8 +196,25 @@ class Execution:
             )
 
     @property
+    def record(self) -> ExecutionRecord:
+        """What `GET /v1/executions/{id}` shows, as of now."""
+        return ExecutionRecord(
+            id=self.id,
+            capability=self.capability.name,
+            door=self.call.door.value,
+            subject=self.call.identity.subject,
+            status=self.status,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration_ms=self.duration_ms,
+            progress=self.last_progress,
+            error=self.error,
+            result=self.result,
+        )
+
+    @property
     def done(self) -> bool:
-        return self.record.status is not ExecutionStatus.RUNNING
+        return self.status is not ExecutionStatus.RUNNING
 
     def add_progress_listener(self, listener: Callable[[ProgressReport], None]) -> None:
         self._progress_listeners.append(listener)
@@ -208,7 +222,7 @@ class Execution:
     def report(self, report: ProgressReport) -> None:
         if self.done:
             return
-        self.record.progress = report
+        self.last_progress = report
         for listener in list(self._progress_listeners):
             try:
                 listener(report)
@@ -334,35 +348,32 @@ class Core:
         model = self.validate(cap, params)
         execution = Execution(self, cap, model, call)
         self._running[execution.id] = execution
-        execution.task = asyncio.create_task(self._run(execution), name=f"exec:{cap.name}:{execution.id}")
+        execution.task = asyncio.create_task(self._execute(execution), name=f"exec:{cap.name}:{execution.id}")
         execution.task.add_done_callback(functools.partial(_task_done, execution))
         return execution
 
     async def execute(
         self, call: CallContext, name: str, params: Mapping[str, Any] | BaseModel | None = None
     ) -> BaseModel:
-        """Run one capability to its end; cancelling the caller cancels the execution."""
-        execution = self.start(call, name, params)
-        outcome: asyncio.Future[BaseModel] = asyncio.get_running_loop().create_future()
-        execution.outcome = outcome
-        try:
-            return await outcome  # cancelling the caller cancels this future only, never the execution itself
-        except asyncio.CancelledError:
-            execution.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(execution.task), 5)  # type: ignore[arg-type]
-            raise
+        """Run one capability to its end in the caller's own task; cancelling the caller cancels it.
 
-    async def _run(self, execution: Execution) -> BaseModel:
+        No task of its own (unlike `start`): that saves a task and two event-loop iterations (the first
+        step, and waking the caller) on every request of every door. `Execution.cancel()` cancels the
+        caller's task, and the cancellation comes back out as `Cancelled`; a cancellation of the caller by
+        anyone else (a client gone, a timeout around this call) cancels the execution and propagates."""
+        if not self.accepting:
+            raise Cancelled("the gateway is shutting down")
+        cap = self.capability_for(name, call.door)
+        model = self.validate(cap, params)
+        execution = Execution(self, cap, model, call)
+        execution.task = asyncio.current_task()
+        self._running[execution.id] = execution
         try:
-            result = await self._execute(execution)
-        except BaseException as exc:
-            _settle(execution, None, exc)
-            raise
-        _settle(execution, result, None)
-        return result
+            return await self._execute(execution, inline=True)
+        finally:
+            execution.release()
 
-    async def _execute(self, execution: Execution) -> BaseModel:
+    async def _execute(self, execution: Execution, inline: bool = False) -> BaseModel:
         self.emit(execution, "started", {})
         ctx = ExecutionContext(execution, self)
         cap = execution.capability
@@ -390,6 +401,11 @@ class Core:
                 ) from None
         except asyncio.CancelledError:
             self._finish(execution, ExecutionStatus.CANCELLED, error=Cancelled("execution cancelled"))
+            task = execution.task
+            # In the caller's own task (inline) only the cancellation `Execution.cancel()` asked for becomes
+            # `Cancelled`; anyone else's cancellation of that task must go on as a cancellation.
+            if inline and task is not None and (not execution.cancel_requested or task.uncancel() > 0):
+                raise
             raise Cancelled("execution cancelled") from None
         except Cancelled as exc:
             self._finish(execution, ExecutionStatus.CANCELLED, error=exc)
@@ -402,6 +418,8 @@ class Core:
             error = Internal("internal error; see the gateway log", data={"execution_id": execution.id})
             self._finish(execution, ExecutionStatus.FAILED, error=error)
             raise error from exc
+        if inline and execution.cancel_requested and execution.task is not None:
+            execution.task.uncancel()  # the handler swallowed the cancellation: the caller must not inherit it
         self._finish(execution, ExecutionStatus.FINISHED, result=result)
         return result
 
@@ -413,27 +431,31 @@ class Core:
         result: BaseModel | None = None,
         error: GatewayError | None = None,
     ) -> None:
-        record = execution.record
-        record.status = status
-        record.finished_at = time.time()
-        record.duration_ms = round((time.monotonic() - execution.started_mono) * 1000, 3)
+        execution.status = status
+        execution.finished_at = time.time()
+        duration_ms = execution.duration_ms = round((time.monotonic() - execution.started_mono) * 1000, 3)
         if error is not None:
-            record.error = ErrorInfo.from_error(error)
+            execution.error = ErrorInfo.from_error(error)
         if result is not None and execution.call.meta.get("keep_result"):
             # Only doors that can ask for it later (REST's GET /v1/executions/{id}) keep the result: a
             # thousand kept outlines or file texts made the heap, and full GC pauses, grow.
-            record.result = result.model_dump(mode="json")
+            execution.result = result.model_dump(mode="json")
         self._running.pop(execution.id, None)
         self._finished[execution.id] = execution
         while len(self._finished) > self.keep_finished:
             self._finished.popitem(last=False)
-        data: dict[str, Any] = {"duration_ms": record.duration_ms}
-        if record.error is not None:
-            data["error"] = record.error.model_dump()
+        if not self.bus.wants(EXECUTION_TOPIC):
+            return
+        data: dict[str, Any] = {"duration_ms": duration_ms}
+        if execution.error is not None:
+            data["error"] = execution.error.model_dump()
         self.emit(execution, status.value, data)
 
     def emit(self, execution: Execution, kind: str, data: dict[str, Any]) -> None:
-        """Publish a lifecycle event for `execution` on the bus without blocking the caller."""
+        """Publish a lifecycle event for `execution` on the bus without blocking the caller (nothing to do
+        when no one, here or on another instance, could receive it)."""
+        if not self.bus.wants(EXECUTION_TOPIC):
+            return
         event = Event(
             topic=EXECUTION_TOPIC,
             type=f"execution.{kind}",
@@ -466,28 +488,13 @@ class Core:
         return len(leftover)
 
 
-def _settle(execution: Execution, result: BaseModel | None, error: BaseException | None) -> None:
-    """Hand the execution's result or error to the caller waiting in `Core.execute`, if any still waits."""
-    outcome = execution.outcome
-    if outcome is None or outcome.done():
-        return
-    if isinstance(error, asyncio.CancelledError):
-        outcome.cancel()
-    elif error is not None:
-        outcome.set_exception(error)
-    else:
-        assert result is not None
-        outcome.set_result(result)
-
-
 def _task_done(execution: Execution, task: asyncio.Task[BaseModel]) -> None:
-    """Mark a finished task's outcome as seen (the record already holds it), and settle a waiting caller
-    when the task ended without doing so itself (cancelled before it ever ran)."""
-    if task.cancelled():
-        _settle(execution, None, asyncio.CancelledError())
-    else:
-        error = task.exception()
-        _settle(execution, None if error is not None else task.result(), error)
+    """An execution's own task ended: mark its outcome as seen (the execution holds it), close an execution
+    whose task was cancelled before it ever ran, and drop what only a running execution needs."""
+    if not task.cancelled():
+        task.exception()
+    if not execution.done:
+        execution.core._finish(execution, ExecutionStatus.CANCELLED, error=Cancelled("execution cancelled"))
     execution.release()
 
 

@@ -122,6 +122,10 @@ class RedisBus(LocalFanout):
             self.publish_failures += 1
             self._mark_down(exc)
 
+    def wants(self, topic: str) -> bool:
+        """Always: another instance's subscribers may want it (events go to Redis whoever listens here)."""
+        return True
+
     def publish_nowait(self, event: Event) -> None:
         """Deliver locally now and queue the event for Redis; never waits (the writer task sends it)."""
         if not event.origin:

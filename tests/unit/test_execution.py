@@ -194,3 +194,79 @@ async def test_progress_reports_stream_until_the_end_keeping_the_newest(tmp_path
     assert seen == ["step 3", "step 4"]  # a slow reader loses the oldest, never the newest
     assert execution.record.status is ExecutionStatus.FINISHED
     assert execution._progress_listeners == []  # the stream let go of the execution
+
+
+async def test_execute_runs_in_the_callers_task_and_cancel_comes_back_as_cancelled(tmp_path: Path) -> None:
+    core, release = build(tmp_path)
+    seen: list[asyncio.Task[object] | None] = []
+
+    @core.registry.register("whose", WaitParams, Done)
+    async def whose(ctx: ExecutionContext, params: WaitParams) -> Done:
+        """Note the task it runs in, then wait."""
+        seen.append(asyncio.current_task())
+        await release.wait()
+        return Done(steps=params.steps)
+
+    async def caller() -> str:
+        with pytest.raises(Cancelled):
+            await core.execute(CallContext(), "whose", {})
+        # The cancellation was the execution's, not this task's: the caller goes on awaiting normally.
+        me = asyncio.current_task()
+        assert me is not None and me.cancelling() == 0
+        await asyncio.sleep(0)
+        return "carried on"
+
+    task = asyncio.create_task(caller())
+    while not core.running:
+        await asyncio.sleep(0)
+    execution = core.running[0]
+    assert seen == [task]
+    assert execution.task is task
+    assert execution.cancel() is True
+    assert await asyncio.wait_for(task, 5) == "carried on"
+    assert execution.record.status is ExecutionStatus.CANCELLED
+    assert execution.cancel() is False  # already over
+    assert core.running == []
+
+
+async def test_someone_elses_cancellation_of_the_caller_propagates_as_a_cancellation(tmp_path: Path) -> None:
+    core, _ = build(tmp_path)
+    task = asyncio.create_task(core.execute(CallContext(), "wait", {}))
+    while not core.running:
+        await asyncio.sleep(0)
+    execution = core.running[0]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert execution.record.status is ExecutionStatus.CANCELLED
+    # A timeout around the call is a cancellation of the caller too: it stays a TimeoutError.
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await core.execute(CallContext(), "wait", {})
+    assert all(e.record.status is ExecutionStatus.CANCELLED for e in [execution])
+    assert core.running == []
+
+
+async def test_a_started_execution_cancelled_before_it_ran_is_closed(tmp_path: Path) -> None:
+    core, _ = build(tmp_path)
+    execution = core.start(CallContext(), "wait", {})
+    assert execution.cancel() is True
+    assert execution.task is not None
+    with pytest.raises(asyncio.CancelledError):
+        await execution.task
+    assert execution.record.status is ExecutionStatus.CANCELLED
+    assert execution.record.error is not None and execution.record.error.code == "cancelled"
+    assert core.running == []
+
+
+async def test_lifecycle_events_are_built_only_when_someone_listens(tmp_path: Path) -> None:
+    core, release = build(tmp_path)
+    release.set()
+    assert not core.bus.wants("executions")
+    await core.execute(CallContext(), "wait", {"steps": 0})
+    with core.bus.subscribe("exec*") as sub:
+        assert core.bus.wants("executions") and not core.bus.wants("documents")
+        await core.execute(CallContext(), "wait", {"steps": 0})
+        kinds = [(await sub.get(timeout=2)).type for _ in range(2)]
+    assert kinds == ["execution.started", "execution.finished"]
+    assert not core.bus.wants("executions")  # the subscription closed
