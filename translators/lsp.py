@@ -11,6 +11,7 @@ lexical defaults.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -60,8 +61,12 @@ def path_to_uri(root: str | PurePosixPath, path: str) -> str:
     return (base if path in ("", ".") else base / path).as_uri()
 
 
+@functools.lru_cache(maxsize=4096)
 def uri_to_path(root: str | PurePosixPath, uri: str) -> str | None:
-    """The root-relative POSIX path of a `file://` URI, or None for other schemes and paths outside `root`."""
+    """The root-relative POSIX path of a `file://` URI, or None for other schemes and paths outside `root`.
+
+    Cached: a pure function of its arguments, asked about the same few URIs in every answer of a language
+    server (parsing and relativising one costs more than the rest of converting a location)."""
     parsed = urlparse(uri)
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
         return None
