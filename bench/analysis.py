@@ -49,7 +49,6 @@ from _common import (
 
 sys.path.insert(0, str(ROOT))
 
-from gateway import cli
 from gateway.app import Gateway, build_gateway
 from gateway.cli import setup_logging
 from gateway.config import load_config
@@ -222,8 +221,7 @@ def quiet_logging() -> None:
         setup_logging(load_config(environ={}))
     finally:
         sys.stderr = stderr
-    assert cli._writer is not None  # the log writer thread (gateway.cli.BackgroundHandler) and its handler
-    for handler in cli._writer.handlers:
+    for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
 

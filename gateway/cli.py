@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import logging
-import logging.handlers
-import queue
 import sys
 import time
 from pathlib import Path
@@ -53,47 +50,19 @@ def _drop_request_errors(record: logging.LogRecord) -> bool:
     return not (exc is not None and type(exc).__name__.startswith("JsonRpc"))
 
 
-class BackgroundHandler(logging.handlers.QueueHandler):
-    """Hands records to the log writer thread: formatting a line and writing it to stderr happen there, not
-    on the event loop (one access line per execution; a stalled stderr reader must not stall requests)."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        if record.args:  # merge the arguments now: one of them may have changed by the time the thread runs
-            record.msg = record.getMessage()
-            record.args = None
-        return record
-
-
-_writer: logging.handlers.QueueListener | None = None
-
-
-def stop_log_writer() -> None:
-    """Write out what is queued and stop the writer thread (at exit, or before a new set-up); later lines
-    are written directly."""
-    global _writer
-    if _writer is not None:
-        _writer.stop()
-        root = logging.getLogger()
-        root.handlers[:] = [h for h in root.handlers if not isinstance(h, BackgroundHandler)] + list(_writer.handlers)
-        _writer = None
-
-
-atexit.register(stop_log_writer)
-
-
 def setup_logging(config: GatewayConfig) -> None:
-    global _writer
-    stop_log_writer()
+    # No formatter of ours shows the thread or process: a record need not look them up (one access line is
+    # written per execution, on the event loop).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     if config.logging.json_lines:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _writer = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
-    _writer.start()
     root = logging.getLogger()
-    root.handlers[:] = [BackgroundHandler(records)]
+    root.handlers[:] = [handler]
     root.setLevel(config.logging.level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # pygls logs every message it sends at INFO; keep our log about our events.
