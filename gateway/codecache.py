@@ -12,7 +12,8 @@ same either way; only the compiling is skipped.
 The cache is one marshal file per interpreter version (`marshal` is the format of `.pyc` files, and its
 code objects are only valid for the version that wrote them) under `$XDG_CACHE_HOME/gateway`
 (`~/.cache/gateway`). It is written after start-up (`save()`, atomically, only when something new was
-compiled) and read at the next start. A missing, unreadable or foreign file is ignored and rewritten.
+compiled), holding what this process used, and read at the next start; the entries start-up did not use are
+then dropped from memory. A missing, unreadable or foreign file is ignored and rewritten.
 `[server] code_cache = false` turns it off; `code_cache_dir` puts it elsewhere.
 """
 
@@ -34,7 +35,7 @@ from typing import Any
 
 # The modules whose `compile` calls go through the cache (each calls the builtin by its global name).
 MODULES = ("attr._make", "cattrs.gen", "cattrs.gen.typeddicts")
-MAX_ENTRIES = 20_000  # a bound on the file: generated code per process is a few thousand entries at most
+MAX_ENTRIES = 10_000  # a bound on one process's entries (a start needs ~600, a long-running serve a few more)
 # Rewrite the file only for this many new entries: a few sources differ in every process (attrs puts a hash
 # of a string, randomised per process, into the `__hash__` of hashable classes), and those never hit.
 MIN_NEW = 16
@@ -54,7 +55,8 @@ class CodeCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.entries: dict[bytes, CodeType] = {}
+        self.entries: dict[bytes, CodeType] = {}  # what the file held, until `release()`
+        self.used: dict[bytes, CodeType] = {}  # what this process compiled or took from the file
         self.new: dict[bytes, CodeType] = {}
         self.hits = 0
         self.misses = 0
@@ -96,13 +98,22 @@ class CodeCache:
         code = self.entries.get(key)
         if code is not None:
             self.hits += 1
+            self.used[key] = code
+            return code
+        code = self.used.get(key)
+        if code is not None:  # compiled earlier in this process
+            self.hits += 1
             return code
         self.misses += 1
         code = builtins.compile(source, filename, mode, flags, True)
-        if len(self.entries) < MAX_ENTRIES:
-            self.entries[key] = code
+        if len(self.used) < MAX_ENTRIES:
+            self.used[key] = code
             self.new[key] = code
         return code
+
+    def release(self) -> None:
+        """Forget the file's entries this process did not use (after start-up: they only take memory)."""
+        self.entries = {}
 
     def install(self) -> None:
         """Route the generating libraries' `compile` calls through this cache (imports them if needed)."""
@@ -129,10 +140,9 @@ class CodeCache:
             return False
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            merged = self._read(self.path)  # another process may have written since we read it
-            merged.update(self.entries)
-            if len(merged) > MAX_ENTRIES:
-                merged = dict(self.entries)
+            # What this process used: the file follows what the gateway needs now (an entry no start needs
+            # any more, from an older lsprotocol for instance, is dropped at the next write).
+            merged = dict(self.used)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".codecache-")
             try:
                 with os.fdopen(fd, "wb") as out:
@@ -163,6 +173,8 @@ def enable(directory: Path | None = None) -> CodeCache:
 
 
 def save() -> None:
-    """Write what this process compiled (after start-up; again at exit if more came)."""
+    """Write what this process compiled (after start-up; again at exit if more came), then drop the file's
+    entries start-up did not use."""
     if _active is not None:
         _active.save(MIN_NEW)
+        _active.release()

@@ -97,14 +97,22 @@ def test_a_broken_or_foreign_file_is_ignored_and_replaced(tmp_path: Path, conten
     assert len(CodeCache(path).entries) == 1
 
 
-def test_save_merges_with_what_another_process_wrote_and_never_raises(tmp_path: Path) -> None:
+def test_the_file_keeps_what_the_last_writer_used_and_save_never_raises(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "cache.marshal"
-    one, two = CodeCache(path), CodeCache(path)
+    one = CodeCache(path)
     one.compile("a = 1", "<a>", "exec")
-    two.compile("b = 2", "<b>", "exec")
-    assert one.save() and two.save()
-    assert len(CodeCache(path).entries) == 2
+    one.compile("b = 2", "<b>", "exec")
+    assert one.save()
     assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    two = CodeCache(path)
+    assert len(two.entries) == 2
+    two.compile("b = 2", "<b>", "exec")  # used from the file
+    two.compile("c = 3", "<c>", "exec")  # new
+    two.release()  # start-up is over: the unused entry ("a") leaves memory
+    assert two.entries == {}
+    assert two.compile("b = 2", "<b>", "exec") is not None and two.misses == 1  # still known: it was used
+    assert two.save()
+    assert len(CodeCache(path).entries) == 2  # b and c: what the last writer used; a is gone
     blocked = CodeCache(tmp_path / "file-not-dir" / "x")
     (tmp_path / "file-not-dir").write_text("a file where the directory should be")
     blocked.compile("c = 3", "<c>", "exec")
