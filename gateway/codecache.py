@@ -57,7 +57,7 @@ class CodeCache:
         self.path = path
         self.entries: dict[bytes, CodeType] = {}  # what the file held, until `release()`
         self.used: dict[bytes, CodeType] = {}  # what this process compiled or took from the file
-        self.new: dict[bytes, CodeType] = {}
+        self.unsaved = 0  # entries compiled since the file was last written
         self.hits = 0
         self.misses = 0
         self.installed: list[ModuleType] = []
@@ -108,7 +108,7 @@ class CodeCache:
         code = builtins.compile(source, filename, mode, flags, True)
         if len(self.used) < MAX_ENTRIES:
             self.used[key] = code
-            self.new[key] = code
+            self.unsaved += 1
         return code
 
     def release(self) -> None:
@@ -136,17 +136,16 @@ class CodeCache:
     def save(self, min_new: int = 1) -> bool:
         """Write the cache if this process compiled at least `min_new` new entries; True when it wrote.
         Never raises."""
-        if self.path is None or not self.new or len(self.new) < min_new:
+        if self.path is None or self.unsaved == 0 or self.unsaved < min_new:
             return False
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # What this process used: the file follows what the gateway needs now (an entry no start needs
             # any more, from an older lsprotocol for instance, is dropped at the next write).
-            merged = dict(self.used)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".codecache-")
             try:
                 with os.fdopen(fd, "wb") as out:
-                    out.write(_HEADER + marshal.dumps(merged))
+                    out.write(_HEADER + marshal.dumps(self.used))
                 os.replace(tmp, self.path)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -154,7 +153,7 @@ class CodeCache:
                 raise
         except (OSError, ValueError):
             return False
-        self.new.clear()
+        self.unsaved = 0
         return True
 
 

@@ -340,15 +340,21 @@ class Core:
             ]
             raise InvalidParams(f"invalid params for {cap.name}", data={"errors": errors}) from None
 
-    def start(self, call: CallContext, name: str, params: Mapping[str, Any] | BaseModel | None = None) -> Execution:
-        """Validate and start an execution in its own task; the caller may await `execution.wait()`."""
+    def _admit(self, call: CallContext, name: str, params: Mapping[str, Any] | BaseModel | None) -> Execution:
+        """A new running execution of `name` with validated params (not started yet)."""
         if not self.accepting:
             raise Cancelled("the gateway is shutting down")
         cap = self.capability_for(name, call.door)
-        model = self.validate(cap, params)
-        execution = Execution(self, cap, model, call)
+        execution = Execution(self, cap, self.validate(cap, params), call)
         self._running[execution.id] = execution
-        execution.task = asyncio.create_task(self._execute(execution), name=f"exec:{cap.name}:{execution.id}")
+        return execution
+
+    def start(self, call: CallContext, name: str, params: Mapping[str, Any] | BaseModel | None = None) -> Execution:
+        """Validate and start an execution in its own task; the caller may await `execution.wait()`."""
+        execution = self._admit(call, name, params)
+        execution.task = asyncio.create_task(
+            self._execute(execution), name=f"exec:{execution.capability.name}:{execution.id}"
+        )
         execution.task.add_done_callback(functools.partial(_task_done, execution))
         return execution
 
@@ -361,13 +367,8 @@ class Core:
         step, and waking the caller) on every request of every door. `Execution.cancel()` cancels the
         caller's task, and the cancellation comes back out as `Cancelled`; a cancellation of the caller by
         anyone else (a client gone, a timeout around this call) cancels the execution and propagates."""
-        if not self.accepting:
-            raise Cancelled("the gateway is shutting down")
-        cap = self.capability_for(name, call.door)
-        model = self.validate(cap, params)
-        execution = Execution(self, cap, model, call)
+        execution = self._admit(call, name, params)
         execution.task = asyncio.current_task()
-        self._running[execution.id] = execution
         try:
             return await self._execute(execution, inline=True)
         finally:
@@ -444,8 +445,6 @@ class Core:
         self._finished[execution.id] = execution
         while len(self._finished) > self.keep_finished:
             self._finished.popitem(last=False)
-        if not self.bus.wants(EXECUTION_TOPIC):
-            return
         data: dict[str, Any] = {"duration_ms": duration_ms}
         if execution.error is not None:
             data["error"] = execution.error.model_dump()
