@@ -22,7 +22,7 @@ from .events import EventBus, InMemoryBus
 from .execution import Core
 from .llm import LLMService
 from .metrics import Metrics
-from .middleware import auth_middleware, logging_middleware, metrics_middleware, rate_limit_middleware
+from .middleware import access_lines, auth_middleware, logging_middleware, metrics_middleware, rate_limit_middleware
 from .ratelimit import RateLimiter, build_rate_limiter
 from .registry import Registry
 from .startup import resume_gc
@@ -201,6 +201,7 @@ class Gateway:
         await self.bus.close()
         if self.limiter is not None:
             await self.limiter.close()
+        access_lines.flush()  # the last executions' lines, before the process goes
 
     # -- MCP federation (protocols.mcp_client, imported only when upstreams are configured) ---------------
     async def start_federation(self) -> None:

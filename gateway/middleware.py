@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
 import time
@@ -64,18 +66,50 @@ def logging_middleware() -> Middleware:
                 "error": code,
                 "duration_ms": round((time.monotonic() - started) * 1000, 3),
             }
-            _write_access_line(line)
+            access_lines.add(line)
 
     return mw
 
 
-def _write_access_line(fields: dict[str, Any]) -> None:
-    """`access_log.info(StructuredMessage(fields))` without `Logger.findCaller`, a walk up the stack on every
-    execution to learn a file and line that are always these (and that no formatter of ours shows)."""
-    record = access_log.makeRecord(
-        access_log.name, logging.INFO, __file__, 0, StructuredMessage(fields), (), None, "logging_middleware"
-    )
-    access_log.handle(record)
+class _AccessLines:
+    """Access lines are written after the answer has gone out, not on its way.
+
+    A line is queued with its fields and the time it was made, and the queue is written from one callback
+    on the next turn of the event loop: formatting and writing (a flush, a syscall, per line) no longer
+    delay the reply, and lines that finish in the same turn are written together. Without a running loop
+    a line is written at once; whatever is queued at exit is written then."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[float, dict[str, Any]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+
+    def add(self, fields: dict[str, Any]) -> None:
+        self._pending.append((time.time(), fields))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._loop is not loop:  # none scheduled here yet (or on a loop that has gone away)
+            self._loop = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._loop = None
+        pending, self._pending = self._pending, []
+        for created, fields in pending:
+            # `access_log.info(StructuredMessage(fields))` without `Logger.findCaller`, a walk up the stack
+            # to learn a file and line that are always these (and that no formatter of ours shows).
+            record = access_log.makeRecord(
+                access_log.name, logging.INFO, __file__, 0, StructuredMessage(fields), (), None, "logging_middleware"
+            )
+            record.created = created
+            record.msecs = (created - int(created)) * 1000
+            access_log.handle(record)
+
+
+access_lines = _AccessLines()
+atexit.register(access_lines.flush)
 
 
 def metrics_middleware(metrics: Metrics) -> Middleware:

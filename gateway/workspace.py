@@ -256,6 +256,12 @@ class Workspace:
 
     def snapshot(self, path: str) -> DocumentSnapshot:
         """The current text of `path` as a snapshot: the open document, else the file on disk."""
+        doc = self.documents.get(path)
+        if doc is not None:
+            # `path` is exactly an open document's key: a root-relative path that `resolve` produced when
+            # the document was opened (no `.`, `..`, or symlink in it). Its text is in memory; no need to
+            # walk the file system again to find it (an lstat per component on every request).
+            return self._snapshot_of(doc)
         rel, target = self.locate(path)
         doc = self.documents.get(rel)
         if doc is not None:

@@ -19,7 +19,7 @@ from lsprotocol import types as lsp
 from pydantic import BaseModel
 from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, default_converter
+from pygls.protocol import default_converter
 from pygls.protocol.language_server import lsp_method
 
 from gateway import __version__
@@ -29,6 +29,7 @@ from gateway.execution import CallContext, ProgressReport
 from gateway.identity import Identity
 from gateway.registry import Door
 from gateway.workspace import Document, TextChange
+from protocols.jsonrpc import FastDispatch
 from translators.errors import lsp_code
 from translators.lsp import LspConverter, path_to_uri, uri_to_path
 from translators.positions import Encoding
@@ -93,7 +94,7 @@ def _shared_converter() -> Converter:
     return _CONVERTER
 
 
-class SessionProtocol(LanguageServerProtocol):
+class SessionProtocol(FastDispatch):
     """pygls' protocol, except that `exit` ends this session instead of the whole process."""
 
     def handle_message(self, message: Any) -> None:

@@ -27,7 +27,9 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, PyglsError
 from pygls.io_ import run_async
 from pygls.lsp.client import LanguageClient
-from pygls.protocol import JsonRPCProtocol, JsonRPCRequestMessage, LanguageServerProtocol
+from pygls.protocol import JsonRPCProtocol, JsonRPCRequestMessage
+
+from protocols.jsonrpc import FastDispatch
 
 log = logging.getLogger("protocols.lsp_client")
 stderr_log = logging.getLogger("protocols.lsp_client.stderr")
@@ -66,7 +68,7 @@ class _Client(LanguageClient):
         log.warning("language server protocol error (%s): %s", source.__name__, error)
 
 
-class _Protocol(LanguageServerProtocol):
+class _Protocol(FastDispatch):
     """pygls' LSP protocol as a client's: none of the server-side built-in handlers (a server sending us
     `exit` would otherwise `sys.exit` the gateway, and `shutdown` would make us ignore it from then on); a
     request whose reply cannot be parsed fails instead of waiting forever; a server request that cannot be

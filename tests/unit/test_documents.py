@@ -89,3 +89,22 @@ def test_open_documents_shadow_the_disk(tmp_path: Path) -> None:
     assert ws.text_of("m.py") == ("on disk\n", None)
     with pytest.raises(NotFound):
         ws.get("m.py")
+
+
+def test_snapshot_finds_an_open_document_by_any_spelling_and_still_confines(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "m.py").write_text("on disk\n")
+    (tmp_path / "secret.py").write_text("out\n")
+    ws = Workspace(root)
+    ws.open("pkg/m.py", "unsaved\n", 3)
+    # The exact key takes the in-memory fast path; other spellings resolve to the same document.
+    for spelling in ("pkg/m.py", "./pkg/m.py", "pkg//m.py", "pkg/../pkg/m.py"):
+        snap = ws.snapshot(spelling)
+        assert (snap.path, snap.text, snap.version) == ("pkg/m.py", "unsaved\n", 3)
+    # A path that is not an open document's key goes through the full checks.
+    for bad in ("../secret.py", "pkg/../../secret.py", "/etc/passwd"):
+        with pytest.raises(PathOutsideRoot):
+            ws.snapshot(bad)
+    ws.close("pkg/m.py")
+    assert ws.snapshot("pkg/m.py").text == "on disk\n"
