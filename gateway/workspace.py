@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import stat
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,7 +20,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from .errors import ContentModified, InvalidParams, NotFound, PathOutsideRoot
+from .errors import ContentModified, GatewayError, InvalidParams, NotFound, PathOutsideRoot
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -175,6 +176,7 @@ class Workspace:
         if not self.root.is_dir():
             raise NotFound(f"workspace root {root} is not a directory")
         self.documents: dict[str, Document] = {}
+        self._disk_lines: OrderedDict[str, tuple[tuple[int, int, int], list[str]]] = OrderedDict()
 
     # -- paths --------------------------------------------------------------------------------
     def resolve(self, path: str) -> Path:
@@ -309,6 +311,57 @@ class Workspace:
         if doc is not None:
             return doc.text, doc.version
         return self._read(target, rel), None
+
+    DISK_LINES_CACHED = 64
+
+    def line_text(self, path: str, line: int) -> str | None:
+        """Line `line` of `path` without its break: the open document's, else the file's; None when the file
+        cannot be read or the line is past its end (for an open document: "").
+
+        For converting positions of answers (locations in files nobody has open, often the same few files
+        request after request): a file's lines are kept for the last `DISK_LINES_CACHED` files and reused
+        while its modification time, size and inode stay the same, so a request costs a `stat`, not a read,
+        decode and split of the whole file."""
+        doc = self.documents.get(path)
+        if doc is not None:
+            return doc.line(line)  # "" past the end: positions there clamp to the line start
+        lines = self.disk_lines(path)
+        if lines is None or not 0 <= line < len(lines):
+            return None
+        return lines[line]
+
+    def disk_lines(self, path: str) -> list[str] | None:
+        """The lines of file `path` as on disk (cached, see `line_text`); None when it cannot be read."""
+        cached = self._disk_lines.get(path)
+        if cached is not None:
+            # Seen before, so `path` passed `locate` then; the same file (inode, size, mtime) behind the same
+            # spelling now needs no new walk of its components.
+            try:
+                st = os.stat(self._root_prefix + path)
+            except (OSError, ValueError):
+                st = None
+            if st is not None and cached[0] == (st.st_mtime_ns, st.st_size, st.st_ino):
+                self._disk_lines.move_to_end(path)
+                return cached[1]
+        try:
+            rel, target = self.locate(path)
+            st = os.stat(target)
+        except (GatewayError, OSError, ValueError):
+            return None
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._disk_lines.get(rel)
+        if cached is not None and cached[0] == key:
+            self._disk_lines.move_to_end(rel)
+            return cached[1]
+        try:
+            text = self._read(target, rel)
+        except (GatewayError, OSError, ValueError):
+            return None
+        lines = _LINE_BREAK.split(text)
+        self._disk_lines[rel] = (key, lines)
+        while len(self._disk_lines) > self.DISK_LINES_CACHED:
+            self._disk_lines.popitem(last=False)
+        return lines
 
     def walk_files(self) -> Iterable[str]:
         """Every regular file under the root (symlinks leaving the root skipped), sorted, root-relative."""

@@ -1,19 +1,26 @@
-"""pygls' JSON-RPC message dispatch without its per-message `runtime_checkable` Protocol checks.
+"""pygls' JSON-RPC message dispatch, minus two costs it has on every message.
 
 pygls' `JsonRPCProtocol.handle_message` tells requests, notifications, replies and error replies apart with
 `isinstance` against four `typing.Protocol` classes. On Python 3.11 each such check walks the protocol's
 attributes through `typing._get_protocol_attrs`: up to four checks a message, ~30 µs together, on every
 message both the gateway's LSP door and its language-server client receive. A message's kind depends only
 on its class (attrs classes: every instance has the same attributes), so it is decided once per class with
-pygls' own checks and looked up afterwards. Everything else is pygls' dispatch, unchanged.
+pygls' own checks and looked up afterwards.
+
+pygls answers a request whose handler is a coroutine from a done-callback of the handler's task: one more
+turn of the event loop after the handler returned, behind whatever that turn runs first (the access lines
+the handler's execution queued, `gateway.middleware`). Here the task answers as its last step instead.
+Everything else is pygls' dispatch, unchanged: same handlers, same error replies, same cancellation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+from collections.abc import Callable, Coroutine
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from lsprotocol.types import EXIT
 from pygls.protocol import LanguageServerProtocol
@@ -69,6 +76,45 @@ class FastDispatch(LanguageServerProtocol):
             ctx.run(self._handle_response, message.id, message.result)
         else:
             ctx.run(self._handle_response, message.id, None, message.error)
+
+    def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
+        try:
+            handler = self._get_handler(method_name)
+        except Exception:
+            handler = None  # pygls' own path answers an unknown method (or a failing lookup) as it does
+        if handler is None or not asyncio.iscoroutinefunction(handler):
+            super()._handle_request(msg_id, method_name, params)
+            return
+        self._ctx_msg_id.set(msg_id)
+        answered: list[bool] = []
+        task = asyncio.ensure_future(self._answer(msg_id, handler, params, answered))
+        self._request_futures[msg_id] = cast(Any, task)  # pygls types these as concurrent futures; it too stores tasks
+        task.add_done_callback(lambda done: self._answer_unstarted(done, msg_id, answered))
+
+    async def _answer(
+        self, msg_id: Any, handler: Callable[[Any], Coroutine[Any, Any, Any]], params: Any, answered: list[bool]
+    ) -> None:
+        """Run the handler and send its reply (result, error, or cancelled) from this same task."""
+        outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            outcome.set_result(await handler(params))
+        except asyncio.CancelledError:
+            outcome.cancel()
+            answered.append(True)
+            self._reply(outcome, msg_id)
+            raise
+        except Exception as exc:
+            outcome.set_exception(exc)
+        answered.append(True)
+        self._reply(outcome, msg_id)  # pygls' reply for a result or an exception
+
+    def _reply(self, future: asyncio.Future[Any], msg_id: Any) -> None:
+        self._send_handler_result(cast(Any, future), msg_id=msg_id)
+
+    def _answer_unstarted(self, task: asyncio.Future[Any], msg_id: Any, answered: list[bool]) -> None:
+        """A request cancelled before its task ever ran still gets its (cancelled) reply."""
+        if not answered and task.cancelled():
+            self._reply(task, msg_id)
 
 
 __all__ = ["FastDispatch", "Kind", "message_kind"]

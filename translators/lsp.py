@@ -55,8 +55,10 @@ def line_starts(text: str) -> list[int]:
     return [0, *(m.end() for m in _LINE_BREAK.finditer(text))]
 
 
+@functools.lru_cache(maxsize=4096)
 def path_to_uri(root: str | PurePosixPath, path: str) -> str:
-    """The `file://` URI of the root-relative `path` (percent-encoded as `pathlib` does)."""
+    """The `file://` URI of the root-relative `path` (percent-encoded as `pathlib` does). Cached, like
+    `uri_to_path`: every location of every answer goes out through it."""
     base = PurePosixPath(root)
     return (base if path in ("", ".") else base / path).as_uri()
 

@@ -31,7 +31,7 @@ def to_code_points(line: str, offset: int, encoding: Encoding) -> int:
     """Convert an `encoding` offset on `line` to a code-point offset."""
     if offset <= 0:
         return 0
-    if encoding == "utf-32":
+    if encoding == "utf-32" or line.isascii():  # one unit per character: nothing to convert
         return min(offset, len(line))
     units = 0
     for index, ch in enumerate(line):
@@ -46,7 +46,7 @@ def to_code_points(line: str, offset: int, encoding: Encoding) -> int:
 def from_code_points(line: str, offset: int, encoding: Encoding) -> int:
     """Convert a code-point offset on `line` to an `encoding` offset."""
     offset = max(0, min(offset, len(line)))
-    if encoding == "utf-32":
+    if encoding == "utf-32" or line.isascii():
         return offset
     if encoding == "utf-16":
         return len(line[:offset].encode("utf-16-le")) // 2

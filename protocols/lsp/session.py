@@ -179,6 +179,7 @@ class GatewaySession(LanguageServer):
         self._sync_tail: asyncio.Future[None] | None = None
         self.requests: dict[Any, asyncio.Task[Any]] = {}
         self.replicas: dict[str, LspReplica] = {}  # path -> the CRDT replica of the editor's buffer
+        self._converter: LspConverter | None = None
         self._register()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -228,30 +229,22 @@ class GatewaySession(LanguageServer):
         return value if value in ("utf-8", "utf-16", "utf-32") else "utf-16"  # type: ignore[return-value]
 
     def converter(self) -> LspConverter:
-        """A converter for one request: line texts come from the store (open documents) or the disk."""
+        """The converter for this session's position encoding (made once per encoding: it keeps no state).
+        Line texts come from the store (open documents) or the disk (the workspace keeps the lines of
+        recently converted files)."""
+        encoding = self.encoding
+        made = self._converter
+        if made is not None and made.encoding == encoding:
+            return made
         workspace = self.gw.workspace
-        cache: dict[str, list[str]] = {}
-
-        def line_text(path: str, line: int) -> str | None:
-            doc = workspace.documents.get(path)
-            if doc is not None:
-                return doc.line(line)
-            lines = cache.get(path)
-            if lines is None:
-                try:
-                    lines = Document(path, workspace.read_disk_text(path), 0, "").text.splitlines()
-                except GatewayError:
-                    lines = []
-                cache[path] = lines
-            return lines[line] if 0 <= line < len(lines) else None
-
         root = str(workspace.root)
-        return LspConverter(
-            encoding=self.encoding,
-            line_text=line_text,
+        made = self._converter = LspConverter(
+            encoding=encoding,
+            line_text=workspace.line_text,
             path_of_uri=lambda uri: uri_to_path(root, uri),
             uri_of_path=lambda path: path_to_uri(root, path),
         )
+        return made
 
     def converter_for(self, scratch: Document) -> LspConverter:
         """A converter whose line texts are those of `scratch` (the editor's buffer, not the store's)."""

@@ -438,23 +438,22 @@ def _ignore(_params: Any) -> None:
 
 
 class _Lines:
-    """Line text for position conversion: what the server has open, else the gateway's text (open document
-    or disk), each file read and split once per conversion."""
+    """Line text for position conversion: what the server has open, else the gateway's text (open document,
+    or the file on disk through the workspace's cache of recently converted files)."""
 
     def __init__(self, engine: ManagedServerEngine, session: _Session | None) -> None:
         self._engine = engine
         self._session = session
-        self._cache: dict[str, list[str] | None] = {}
+        self._cache: dict[str, list[str]] = {}
 
     def __call__(self, path: str, line: int) -> str | None:
-        if path not in self._cache:
-            doc = self._session.docs.get(path) if self._session is not None else None
-            text = doc.text if doc is not None else self._engine.read_text(path)
-            self._cache[path] = None if text is None else split_lines(text)
-        lines = self._cache[path]
-        if lines is None or not 0 <= line < len(lines):
-            return None
-        return lines[line]
+        doc = self._session.docs.get(path) if self._session is not None else None
+        if doc is None:
+            return self._engine.workspace.line_text(path, line)
+        lines = self._cache.get(path)
+        if lines is None:
+            lines = self._cache[path] = split_lines(doc.text)
+        return lines[line] if 0 <= line < len(lines) else None
 
 
 class ManagedServerEngine(Engine):
@@ -523,13 +522,6 @@ class ManagedServerEngine(Engine):
         try:  # the same file through a symlinked spelling of the root
             return self.workspace.relative_of_absolute(Path(unquote(parsed.path)))
         except (errors.GatewayError, OSError):
-            return None
-
-    def read_text(self, path: str) -> str | None:
-        """The gateway's text of `path` (open document or disk); None when unreadable."""
-        try:
-            return self.workspace.text_of(path)[0]
-        except (errors.GatewayError, OSError, ValueError):
             return None
 
     def workspace_folder(self) -> lsp.WorkspaceFolder:

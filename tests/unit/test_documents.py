@@ -108,3 +108,36 @@ def test_snapshot_finds_an_open_document_by_any_spelling_and_still_confines(tmp_
             ws.snapshot(bad)
     ws.close("pkg/m.py")
     assert ws.snapshot("pkg/m.py").text == "on disk\n"
+
+
+def test_line_text_reuses_a_files_lines_until_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.py").write_text("first\r\nsecond\rthird\n")
+    (tmp_path.parent / f"{tmp_path.name}-outside.py").write_text("secret\n")
+    ws = Workspace(tmp_path)
+    reads: list[str] = []
+    real_read = ws._read
+
+    def counting_read(target: Path, rel: str, max_bytes: int | None = None) -> str:
+        reads.append(rel)
+        return real_read(target, rel, max_bytes)
+
+    monkeypatch.setattr(ws, "_read", counting_read)
+    assert [ws.line_text("a.py", i) for i in range(4)] == ["first", "second", "third", ""]
+    assert ws.line_text("a.py", 4) is None and ws.line_text("a.py", -1) is None
+    assert reads == ["a.py"]  # one read for every line asked
+    os.utime(tmp_path / "a.py", ns=(1, 1))  # same size, other mtime
+    assert ws.line_text("./a.py", 1) == "second"
+    (tmp_path / "a.py").write_text("changed\n")
+    assert ws.line_text("a.py", 0) == "changed"
+    assert reads == ["a.py", "a.py", "a.py"]
+    # An open document wins over the file; unreadable or outside paths have no lines.
+    ws.open("a.py", "unsaved\n", 1)
+    assert ws.line_text("a.py", 0) == "unsaved"
+    assert ws.line_text("missing.py", 0) is None
+    assert ws.line_text(f"../{tmp_path.name}-outside.py", 0) is None
+    # The cache holds the last DISK_LINES_CACHED files.
+    for i in range(Workspace.DISK_LINES_CACHED + 5):
+        (tmp_path / f"f{i}.py").write_text(f"line {i}\n")
+        assert ws.line_text(f"f{i}.py", 0) == f"line {i}"
+    assert len(ws._disk_lines) == Workspace.DISK_LINES_CACHED
+    assert "f0.py" not in ws._disk_lines

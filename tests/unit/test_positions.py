@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from translators.positions import from_code_points, line_length, to_code_points
 
@@ -44,3 +46,16 @@ def test_line_length_counts_units() -> None:
     assert line_length("a😀中", "utf-16") == 4
     assert line_length("a😀中", "utf-8") == 8
     assert line_length("a😀中", "utf-32") == 3
+
+
+@given(st.text(max_size=40), st.integers(min_value=-2, max_value=45))
+def test_conversions_agree_with_encoding_the_prefix(line: str, offset: int) -> None:
+    """Whatever the line (ASCII takes a shortcut), a code-point offset converts to the length of the encoded
+    prefix, and converting back returns it."""
+    cp = max(0, min(offset, len(line)))
+    u16 = len(line[:cp].encode("utf-16-le", "surrogatepass")) // 2
+    u8 = len(line[:cp].encode("utf-8", "surrogatepass"))
+    assert from_code_points(line, offset, "utf-16") == u16
+    assert from_code_points(line, offset, "utf-8") == u8
+    assert to_code_points(line, u16, "utf-16") == cp
+    assert to_code_points(line, u8, "utf-8") == cp
