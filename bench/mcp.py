@@ -85,7 +85,9 @@ def echo(text: str) -> str:
 
 async def main():
     app = server.streamable_http_app(host="127.0.0.1")
-    sock = socket.socket()
+    # IPPROTO_TCP, as uvicorn's own host/port binding has it: asyncio sets TCP_NODELAY only on sockets of that
+    # protocol, and without it a response written in two parts waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     print(f"listening http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
     await uvicorn.Server(uvicorn.Config(app, log_level="warning")).serve(sockets=[sock])
