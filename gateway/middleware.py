@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .capabilities.admin import Membership
 
 access_log = logging.getLogger("gateway.access")
+ACCESS_LINES_DELAY = 0.005
 
 
 class StructuredMessage:
@@ -74,10 +75,11 @@ def logging_middleware() -> Middleware:
 class _AccessLines:
     """Access lines are written after the answer has gone out, not on its way.
 
-    A line is queued with its fields and the time it was made, and the queue is written from one callback
-    on the next turn of the event loop: formatting and writing (a flush, a syscall, per line) no longer
-    delay the reply, and lines that finish in the same turn are written together. Without a running loop
-    a line is written at once; whatever is queued at exit is written then."""
+    A line is queued with its fields and the time it was made, and the queue is written `ACCESS_LINES_DELAY`
+    later from one timer: formatting and writing (a flush, a syscall, per line) no longer delay the reply,
+    even one that takes a few more turns of the event loop to leave (an MCP result crosses the SDK's
+    streams and tasks), and the lines of a busy moment are written together. Without a running loop a
+    line is written at once; what is queued when the gateway closes, or at exit, is written then."""
 
     def __init__(self) -> None:
         self._pending: list[tuple[float, dict[str, Any]]] = []
@@ -92,7 +94,7 @@ class _AccessLines:
             return
         if self._loop is not loop:  # none scheduled here yet (or on a loop that has gone away)
             self._loop = loop
-            loop.call_soon(self.flush)
+            loop.call_later(ACCESS_LINES_DELAY, self.flush)
 
     def flush(self) -> None:
         self._loop = None

@@ -380,7 +380,12 @@ def _read_disk(target: Path, rel: str, budget: int) -> tuple[str, bool]:
         raise InvalidParams(f"{rel!r} is not a regular file", data={"path": rel})
     try:
         with open(target, "rb") as fh:
-            data = fh.read(budget + 1)
+            # Ask for what the file holds (plus one byte, to see it grew), not for the whole budget: a read
+            # of n bytes allocates n up front (megabytes mapped and unmapped for a small file).
+            want = min(budget + 1, info.st_size + 1)
+            data = fh.read(want)
+            if len(data) == want and want <= budget:  # it grew since the stat: the rest, up to the budget
+                data += fh.read(budget + 1 - want)
     except OSError as exc:
         raise InvalidParams(f"cannot read {rel!r}: {exc.strerror}", data={"path": rel}) from None
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:

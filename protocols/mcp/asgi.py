@@ -38,6 +38,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DISCONNECT_POLL_SECONDS = 0.1
 """How often a waiting `receive()` checks whether the client has gone away."""
+HEADERS_WAIT_SECONDS = 0.005
+"""How long an event stream's headers wait to go out in one packet with its first event."""
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"})
 
 
@@ -65,6 +67,14 @@ def http_scope(request: web.Request, extra: Mapping[str, Any] | None = None) -> 
     if extra:
         scope.update(extra)
     return scope
+
+
+class _CoalescingResponse(web.StreamResponse):
+    """A streamed response whose headers are written together with its first body bytes (aiohttp's own
+    `Response` does this; `StreamResponse` sends them alone, one more packet and one more wake-up of the
+    client per response)."""
+
+    _send_headers_immediately = False
 
 
 class _Exchange:
@@ -113,7 +123,10 @@ class _Exchange:
                 if bytes(name).lower() not in _HOP_BY_HOP:
                     self.headers.add(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
             if self.headers.get("Content-Type", "").startswith("text/event-stream"):
-                await self._prepare()  # an event stream's headers go out now, before any event
+                # An event stream's headers go out with its first event when that comes soon (the priming
+                # event does: one packet instead of two), else after `HEADERS_WAIT_SECONDS` on their own.
+                await self._prepare()
+                asyncio.get_running_loop().call_later(HEADERS_WAIT_SECONDS, self._send_headers)
             return
         if kind != "http.response.body":
             return
@@ -136,10 +149,21 @@ class _Exchange:
             log.debug("mcp http: client went away while writing: %s", exc)
             self.disconnected = True
 
+    def _send_headers(self) -> None:
+        """Send the buffered headers now if no body write has taken them along yet."""
+        writer = getattr(self.response, "_payload_writer", None)
+        send_headers = getattr(writer, "send_headers", None)
+        if send_headers is not None and not self.disconnected:
+            try:
+                send_headers()
+            except (ConnectionError, RuntimeError) as exc:
+                log.debug("mcp http: client went away before the headers: %s", exc)
+                self.disconnected = True
+
     async def _prepare(self) -> web.StreamResponse:
         if self.response is None:
             assert self.status is not None
-            response = web.StreamResponse(status=self.status, headers=self.headers)
+            response = _CoalescingResponse(status=self.status, headers=self.headers)
             await response.prepare(self.request)
             self.response = response
         return self.response

@@ -15,7 +15,7 @@ from gateway.cli import JsonFormatter
 from gateway.errors import InvalidParams
 from gateway.events import InMemoryBus
 from gateway.execution import CallContext, Core, ExecutionContext
-from gateway.middleware import access_lines, logging_middleware
+from gateway.middleware import ACCESS_LINES_DELAY, access_lines, logging_middleware
 from gateway.registry import Registry
 from gateway.workspace import Workspace
 
@@ -76,7 +76,9 @@ async def test_access_lines_follow_the_answer_in_order(tmp_path: Path, capture: 
         await core.execute(call, "probe", {"fail": True})
     assert first == Result(ok=True)
     assert capture.records == []  # nothing written on the way to the answer
-    await asyncio.sleep(0)  # the next turn of the loop writes both, together
+    async with asyncio.timeout(5):  # a moment later, both together
+        while len(capture.records) < 2:
+            await asyncio.sleep(0.001)
     lines = capture.lines()
     assert [(line["capability"], line["status"], line["error"]) for line in lines] == [
         ("probe", "finished", None),
@@ -87,7 +89,7 @@ async def test_access_lines_follow_the_answer_in_order(tmp_path: Path, capture: 
     assert lines[0]["execution_id"] != lines[1]["execution_id"]
     # Nothing is written twice, and an explicit flush (Gateway.close does one) with nothing queued is harmless.
     access_lines.flush()
-    await asyncio.sleep(0)
+    await asyncio.sleep(ACCESS_LINES_DELAY * 2)
     assert len(capture.records) == 2
 
 

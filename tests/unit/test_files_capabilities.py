@@ -503,3 +503,24 @@ async def test_search_can_be_cancelled_while_scanning(root: Path) -> None:
     assert execution.record.status == "cancelled"
     assert execution.record.error is not None
     assert execution.record.error.code == "cancelled"
+
+
+class _StaleStat(type(Path())):  # type: ignore[misc]
+    """A path whose stat reports the size the file had before it grew."""
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        real = super().stat(follow_symlinks=follow_symlinks)
+        fields = list(real)
+        fields[6] = 3  # st_size
+        return os.stat_result(fields)
+
+
+@pytest.mark.parametrize(("size", "complete"), [(0, True), (9, True), (10, True), (11, False), (5000, False)])
+def test_read_disk_reads_what_the_file_holds_up_to_the_budget(tmp_path: Path, size: int, complete: bool) -> None:
+    from gateway.capabilities.files import _read_disk
+
+    target = tmp_path / "f.txt"
+    target.write_bytes(b"x" * size)
+    assert _read_disk(target, "f.txt", 10) == ("x" * min(size, 10), complete)
+    # A file that grew after its stat is read on, up to the budget, as if the stat had been current.
+    assert _read_disk(_StaleStat(target), "f.txt", 10) == ("x" * min(size, 10), complete)
