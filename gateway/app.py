@@ -9,9 +9,10 @@ import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .analysis.engine import Engine
 from .analysis.service import AnalysisService
@@ -400,6 +401,26 @@ async def start_http(gw: Gateway, lsp_door: LspDoor, mcp_door: McpDoor | None = 
 
 def _shown(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def run_main(main: Coroutine[Any, Any, int]) -> int:
+    """`asyncio.run(main)`, telling sniffio that this thread runs asyncio while it does.
+
+    anyio (under the MCP SDK, httpx and starlette) asks sniffio which async library is running dozens of
+    times per MCP request. Without an answer declared for the thread, sniffio finds out each time by
+    importing `asyncio.current_task` and calling it, and on Python 3.11 that makes a `getpid()` system
+    call. The gateway's main thread runs nothing but this event loop, so it says so once, through sniffio's
+    own `thread_local.name` (the hook event-loop owners set); other threads are unaffected."""
+    try:
+        import sniffio
+    except ImportError:  # anyio then asks asyncio directly
+        return asyncio.run(main)
+    previous = sniffio.thread_local.name
+    sniffio.thread_local.name = "asyncio"
+    try:
+        return asyncio.run(main)
+    finally:
+        sniffio.thread_local.name = previous
 
 
 async def run_lsp_stdio(config: GatewayConfig) -> int:

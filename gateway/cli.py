@@ -99,15 +99,14 @@ def _code_cache(config: GatewayConfig) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
 
-    from .app import StartupRefused, serve
+    from .app import StartupRefused, run_main, serve
 
     config = _load(args, _serve_overrides(args))
     _code_cache(config)
     setup_logging(config)
     try:
-        return asyncio.run(serve(config))
+        return run_main(serve(config))
     except StartupRefused as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
@@ -117,27 +116,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:
-    import asyncio
 
-    from .app import run_lsp_stdio
+    from .app import run_lsp_stdio, run_main
 
     overrides = {"server": {"workspace": str(args.workspace)}} if args.workspace is not None else None
     config = _load(args, overrides)
     _code_cache(config)
     setup_logging(config)
-    return asyncio.run(run_lsp_stdio(config))
+    return run_main(run_lsp_stdio(config))
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     """`gateway mcp`: the MCP door over stdio, for an MCP client (Claude Desktop) to launch."""
-    import asyncio
 
-    from .app import run_mcp_stdio
+    from .app import run_main, run_mcp_stdio
 
     overrides = {"server": {"workspace": str(args.workspace)}} if args.workspace is not None else None
     config = _load(args, overrides)
     setup_logging(config)
-    return asyncio.run(run_mcp_stdio(config))
+    return run_main(run_mcp_stdio(config))
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
