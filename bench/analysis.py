@@ -49,7 +49,7 @@ from _common import (
 
 sys.path.insert(0, str(ROOT))
 
-from gateway.app import Gateway, build_gateway
+from gateway.app import Gateway, build_gateway, settle_heap
 from gateway.cli import setup_logging
 from gateway.config import load_config
 from gateway.execution import CallContext
@@ -273,11 +273,10 @@ async def managed_vs_direct(root: Path, iterations: int) -> None:
         for server in (direct, relay, stdio):
             server.open(MODULE, text)
         await gw.core.execute(call, "open_document", {"path": MODULE, "text": text, "version": 1})
-        # What `gateway serve` and `gateway lsp` do once started (gateway.app.settle_heap), so that the
-        # in-process gateway collects like the real process. The direct client lives in this same process
-        # and gains from it as much: both paths pay the collections of one shared heap.
-        gc.collect()
-        gc.freeze()
+        # What `gateway serve` does once started, so that the in-process gateway collects like the real
+        # process. The direct client lives in this same process and gains from it as much: both paths pay
+        # the collections of one shared heap.
+        settle_heap()
         capability = {"hover": "hover", "definition": "definition", "completion": "complete"}
 
         async def in_process(probe: Probe) -> Any:

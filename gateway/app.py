@@ -354,13 +354,12 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     return gw
 
 
-def settle_heap(*, collect: bool = True) -> None:
+def settle_heap() -> None:
     """Collect once, then move everything start-up built (modules, classes, schemas, config) out of the
     collector's sight (`gc.freeze`): full collections then walk only what requests allocate. With
     everything imported a full collection took ~90 ms and a third of the collector's time under load.
-    `collect=False` freezes without the collection first (~50 ms), for doors whose first request waits."""
-    if collect:
-        gc.collect()
+    Call it before `Gateway.ready()`, whose own freeze would otherwise keep start-up's garbage for good."""
+    gc.collect()
     gc.freeze()
 
 
@@ -488,8 +487,8 @@ async def serve(config: GatewayConfig) -> int:
         if config.server.lsp_port is not None:
             port = await lsp_door.start_tcp(config.server.host, config.server.lsp_port)
             announce("lsp", f"tcp://{_shown(config.server.host)}:{port}")
+        settle_heap()  # listening: collect once and freeze what start-up built (before ready() freezes too)
         gw.ready()
-        settle_heap()  # listening: collect once and freeze what start-up built
         await stop.wait()
         log.info("shutting down: no new requests; waiting for running executions")
         for site in list(runner.sites):
