@@ -99,7 +99,6 @@ def _code_cache(config: GatewayConfig) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-
     from .app import StartupRefused, run_main, serve
 
     config = _load(args, _serve_overrides(args))
@@ -116,7 +115,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:
-
     from .app import run_lsp_stdio, run_main
 
     overrides = {"server": {"workspace": str(args.workspace)}} if args.workspace is not None else None
@@ -128,7 +126,6 @@ def cmd_lsp(args: argparse.Namespace) -> int:
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     """`gateway mcp`: the MCP door over stdio, for an MCP client (Claude Desktop) to launch."""
-
     from .app import run_main, run_mcp_stdio
 
     overrides = {"server": {"workspace": str(args.workspace)}} if args.workspace is not None else None

@@ -165,6 +165,16 @@ class Document:
         self.version = version if version is not None else self.version + 1
 
 
+def _file_key(path: str | Path) -> tuple[int, int, int] | None:
+    """What tells a file's contents apart without reading them: modification time, size, inode (None when
+    it cannot be stat'ed)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 class Workspace:
     """A root folder and the documents open in it."""
 
@@ -333,35 +343,30 @@ class Workspace:
     def disk_lines(self, path: str) -> list[str] | None:
         """The lines of file `path` as on disk (cached, see `line_text`); None when it cannot be read."""
         cached = self._disk_lines.get(path)
-        if cached is not None:
+        if cached is not None and cached[0] == _file_key(self._root_prefix + path):
             # Seen before, so `path` passed `locate` then; the same file (inode, size, mtime) behind the same
             # spelling now needs no new walk of its components.
-            try:
-                st = os.stat(self._root_prefix + path)
-            except (OSError, ValueError):
-                st = None
-            if st is not None and cached[0] == (st.st_mtime_ns, st.st_size, st.st_ino):
-                self._disk_lines.move_to_end(path)
-                return cached[1]
-        try:
-            rel, target = self.locate(path)
-            st = os.stat(target)
-        except (GatewayError, OSError, ValueError):
-            return None
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        cached = self._disk_lines.get(rel)
-        if cached is not None and cached[0] == key:
-            self._disk_lines.move_to_end(rel)
+            self._disk_lines.move_to_end(path)
             return cached[1]
         try:
-            text = self._read(target, rel)
+            rel, target = self.locate(path)
         except (GatewayError, OSError, ValueError):
             return None
-        lines = _LINE_BREAK.split(text)
-        self._disk_lines[rel] = (key, lines)
+        key = _file_key(target)
+        if key is None:
+            return None
+        cached = self._disk_lines.get(rel)
+        if cached is None or cached[0] != key:
+            try:
+                text = self._read(target, rel)
+            except (GatewayError, OSError, ValueError):
+                return None
+            cached = (key, _LINE_BREAK.split(text))
+        self._disk_lines[rel] = cached
+        self._disk_lines.move_to_end(rel)
         while len(self._disk_lines) > self.DISK_LINES_CACHED:
             self._disk_lines.popitem(last=False)
-        return lines
+        return cached[1]
 
     def walk_files(self) -> Iterable[str]:
         """Every regular file under the root (symlinks leaving the root skipped), sorted, root-relative."""

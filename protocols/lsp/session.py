@@ -31,7 +31,7 @@ from gateway.registry import Door
 from gateway.workspace import Document, TextChange
 from protocols.jsonrpc import FastDispatch
 from translators.errors import lsp_code
-from translators.lsp import LspConverter, path_to_uri, uri_to_path
+from translators.lsp import LspConverter, uri_to_path
 from translators.positions import Encoding
 
 if TYPE_CHECKING:
@@ -237,24 +237,12 @@ class GatewaySession(LanguageServer):
         if made is not None and made.encoding == encoding:
             return made
         workspace = self.gw.workspace
-        root = str(workspace.root)
-        made = self._converter = LspConverter(
-            encoding=encoding,
-            line_text=workspace.line_text,
-            path_of_uri=lambda uri: uri_to_path(root, uri),
-            uri_of_path=lambda path: path_to_uri(root, path),
-        )
+        made = self._converter = LspConverter.for_root(str(workspace.root), encoding, workspace.line_text)
         return made
 
     def converter_for(self, scratch: Document) -> LspConverter:
         """A converter whose line texts are those of `scratch` (the editor's buffer, not the store's)."""
-        root = str(self.gw.workspace.root)
-        return LspConverter(
-            encoding=self.encoding,
-            line_text=lambda _p, line: scratch.line(line),
-            path_of_uri=lambda uri: uri_to_path(root, uri),
-            uri_of_path=lambda p: path_to_uri(root, p),
-        )
+        return LspConverter.for_root(str(self.gw.workspace.root), self.encoding, lambda _p, line: scratch.line(line))
 
     def supports_apply_edit(self) -> bool:
         """Whether the editor takes `workspace/applyEdit` with versioned document changes."""

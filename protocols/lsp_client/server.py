@@ -438,21 +438,19 @@ def _ignore(_params: Any) -> None:
 
 
 class _Lines:
-    """Line text for position conversion: what the server has open, else the gateway's text (open document,
-    or the file on disk through the workspace's cache of recently converted files)."""
+    """Line text for position conversion: what the server has open (split once per text, in the engine's
+    line cache), else the gateway's text (open document, or the file on disk through the workspace's cache
+    of recently converted files)."""
 
     def __init__(self, engine: ManagedServerEngine, session: _Session | None) -> None:
         self._engine = engine
         self._session = session
-        self._cache: dict[str, list[str]] = {}
 
     def __call__(self, path: str, line: int) -> str | None:
         doc = self._session.docs.get(path) if self._session is not None else None
         if doc is None:
             return self._engine.workspace.line_text(path, line)
-        lines = self._cache.get(path)
-        if lines is None:
-            lines = self._cache[path] = split_lines(doc.text)
+        lines = self._engine._lines.lines(path, doc.text)
         return lines[line] if 0 <= line < len(lines) else None
 
 
@@ -1151,19 +1149,21 @@ __all__ = ["ManagedServerEngine", "State", "client_capabilities", "settings_sect
 
 
 class _LineCache:
-    """The lines of the documents requests were made about, split once per text: a request needs the line at
-    its position (to convert the character and clamp it to the line), and finding it by scanning took ~0.1 ms
-    near the end of a 700-line file, on every request. Entries are keyed by path and hold the very text
-    object they were split from, so any edit (a new text) is seen; the least recently used go first."""
+    """The lines of the documents requests and answers are about, split once per text: a request needs the
+    line at its position (to convert the character and clamp it to the line), an answer the lines of the
+    documents the server has open, and finding a line by scanning took ~0.1 ms near the end of a 700-line
+    file, on every request. Entries are keyed by path and hold the text they were split from (compared by
+    identity, then by value: the server's copy and the request's snapshot are usually the same object), so
+    any edit is seen; the least recently used go first."""
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
         self._entries: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()
 
-    def line(self, path: str, text: str, index: int) -> str:
-        """Line `index` of `text` without its break (\r\n, \r or \n); "" past the end."""
+    def lines(self, path: str, text: str) -> list[str]:
+        """The lines of `text` (the text of `path`) without their breaks (\r\n, \r or \n)."""
         entry = self._entries.get(path)
-        if entry is None or entry[0] is not text:
+        if entry is None or (entry[0] is not text and entry[0] != text):
             # rare "\r": old Mac or Windows line ends, split properly; else a plain split at C speed
             entry = (text, split_lines(text) if "\r" in text else text.split("\n"))
             self._entries[path] = entry
@@ -1171,5 +1171,9 @@ class _LineCache:
                 self._entries.popitem(last=False)
         else:
             self._entries.move_to_end(path)
-        lines = entry[1]
+        return entry[1]
+
+    def line(self, path: str, text: str, index: int) -> str:
+        """Line `index` of `text` without its break; "" past the end."""
+        lines = self.lines(path, text)
         return lines[index] if 0 <= index < len(lines) else ""
