@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from gateway.errors import Cancelled, Forbidden, Internal, InvalidParams, NotFound, RateLimited, Timeout, Unauthorized
 from gateway.events import InMemoryBus
-from gateway.execution import CallContext, Core, ExecutionContext, ExecutionStatus, ProgressReport
+from gateway.execution import CallContext, Core, Execution, ExecutionContext, ExecutionStatus, ProgressReport
 from gateway.identity import ANONYMOUS, Identity, Role
 from gateway.metrics import Metrics
 from gateway.middleware import auth_middleware, metrics_middleware, rate_limit_middleware
@@ -104,18 +104,25 @@ async def test_deadline_turns_into_timeout(tmp_path: Path) -> None:
     assert core.running == []
 
 
+async def running_one(core: Core) -> Execution:
+    """The execution running in `core`, once there is one (waiting at most 5 s)."""
+    async with asyncio.timeout(5):
+        while not core.running:
+            await asyncio.sleep(0)
+    assert len(core.running) == 1
+    return core.running[0]
+
+
 async def test_cancelling_the_caller_cancels_the_execution(tmp_path: Path) -> None:
+    """Anyone's cancellation of the caller (a client gone) cancels the execution and goes on as one."""
     core, _ = build(tmp_path)
     caller = asyncio.create_task(core.execute(CallContext(), "wait", {}))
-    for _ in range(100):
-        if core.running:
-            break
-        await asyncio.sleep(0)
-    execution = core.running[0]
+    execution = await running_one(core)
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert execution.record.status is ExecutionStatus.CANCELLED
+    assert core.running == []
 
 
 async def test_invalid_params_are_refused_before_running(tmp_path: Path) -> None:
@@ -217,9 +224,7 @@ async def test_execute_runs_in_the_callers_task_and_cancel_comes_back_as_cancell
         return "carried on"
 
     task = asyncio.create_task(caller())
-    while not core.running:
-        await asyncio.sleep(0)
-    execution = core.running[0]
+    execution = await running_one(core)
     assert seen == [task]
     assert execution.task is task
     assert execution.cancel() is True
@@ -229,21 +234,19 @@ async def test_execute_runs_in_the_callers_task_and_cancel_comes_back_as_cancell
     assert core.running == []
 
 
-async def test_someone_elses_cancellation_of_the_caller_propagates_as_a_cancellation(tmp_path: Path) -> None:
+async def test_a_timeout_around_the_call_cancels_the_execution_and_stays_a_timeout(tmp_path: Path) -> None:
+    """A timeout around the call is someone else's cancellation of the caller: it stays a TimeoutError."""
     core, _ = build(tmp_path)
-    task = asyncio.create_task(core.execute(CallContext(), "wait", {}))
-    while not core.running:
-        await asyncio.sleep(0)
-    execution = core.running[0]
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert execution.record.status is ExecutionStatus.CANCELLED
-    # A timeout around the call is a cancellation of the caller too: it stays a TimeoutError.
-    with pytest.raises(TimeoutError):
+
+    async def call_with_timeout() -> None:
         async with asyncio.timeout(0.05):
             await core.execute(CallContext(), "wait", {})
-    assert all(e.record.status is ExecutionStatus.CANCELLED for e in [execution])
+
+    task = asyncio.create_task(call_with_timeout())
+    execution = await running_one(core)
+    with pytest.raises(TimeoutError):
+        await task
+    assert execution.record.status is ExecutionStatus.CANCELLED
     assert core.running == []
 
 
