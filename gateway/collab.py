@@ -393,8 +393,9 @@ class CollabService:
     # -- life cycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Bring back every persisted document (unsaved collaborative state survives a restart)."""
-        self._listen = asyncio.create_task(self._listen_bus())
-        self._watch = asyncio.create_task(self._watch_bus_health())
+        if self.bus.spans_instances:  # with one process there are no other instances to hear or tell
+            self._listen = asyncio.create_task(self._listen_bus())
+            self._watch = asyncio.create_task(self._watch_bus_health())
         for path in await self.store.paths():
             try:
                 await self.shared(path)
@@ -501,7 +502,7 @@ class CollabService:
             elif current.text != text:
                 self.workspace.change(path, [TextChange(text=text)])
         doc = self.workspace.documents.get(path)
-        if doc is not None:
+        if doc is not None and self.bus.wants(DOCUMENT_TOPIC):
             self.bus.publish_nowait(
                 Event(
                     topic=DOCUMENT_TOPIC,
@@ -532,7 +533,9 @@ class CollabService:
                 self._publish("collab.update", doc.path, update)
 
     def _publish(self, kind: str, path: str, payload: bytes) -> None:
-        """Send a CRDT or awareness update to the other instances."""
+        """Send a CRDT or awareness update to the other instances (if the bus reaches any)."""
+        if not self.bus.spans_instances:
+            return
         self.bus.publish_nowait(
             Event(topic=COLLAB_TOPIC, type=kind, data={"path": path, "update": base64.b64encode(payload).decode()})
         )

@@ -100,6 +100,8 @@ class EventBus(Protocol):
 
     instance_id: str
     dropped_total: int
+    spans_instances: bool
+    """True when published events also reach other gateway processes (Redis); False for one process."""
 
     async def start(self) -> None: ...
 
@@ -125,6 +127,8 @@ class EventBus(Protocol):
 
 class LocalFanout:
     """Delivers events to this process's subscribers; the base of both buses."""
+
+    spans_instances = False
 
     def __init__(self, queue_size: int = 1000, instance_id: str | None = None) -> None:
         self.queue_size = queue_size

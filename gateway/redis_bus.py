@@ -41,6 +41,8 @@ def _redact(url: str) -> str:
 class RedisBus(LocalFanout):
     """A `LocalFanout` whose events also travel through Redis pub/sub to the other instances."""
 
+    spans_instances = True
+
     def __init__(
         self,
         url: str,

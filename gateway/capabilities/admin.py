@@ -60,6 +60,15 @@ class Membership:
         tmp.write_text(json.dumps({s: r.name.lower() for s, r in sorted(self.roles.items())}, indent=1))
         tmp.replace(self.path)
 
+    def set(self, subject: str, role: str | None) -> None:
+        """Give `subject` the role named `role` (any case), or with None take its workspace role away; saved
+        at once. KeyError for a name that is no role (nothing changes then)."""
+        if role is None:
+            self.roles.pop(subject, None)
+        else:
+            self.roles[subject] = Role[role.upper()]
+        self.save()
+
     def effective(self, identity: Identity) -> Identity:
         """`identity` with its workspace role when it has one."""
         role = self.roles.get(identity.subject)
@@ -126,11 +135,7 @@ def register(
     @registry.register("set_member_role", SetMemberRoleParams, MembersResult, required_role=Role.OWNER, read_only=False)
     async def set_member_role(ctx: ExecutionContext, params: SetMemberRoleParams) -> MembersResult:
         """Give a subject a workspace role (owners only); null removes it. Takes effect on its next call."""
-        if params.role is None:
-            membership.roles.pop(params.subject, None)
-        else:
-            membership.roles[params.subject] = Role[params.role.upper()]
-        membership.save()
+        membership.set(params.subject, params.role)
         ctx.core.bus.publish_nowait(
             Event(topic=MEMBERS_TOPIC, type="members.changed", data={"by": ctx.identity.subject, **params.model_dump()})
         )
@@ -175,8 +180,4 @@ def apply_member_event(membership: Membership, event: Event) -> None:
     if event.type != "members.changed" or not isinstance(subject, str):
         return
     with contextlib.suppress(KeyError, AttributeError):
-        if role is None:
-            membership.roles.pop(subject, None)
-        else:
-            membership.roles[subject] = Role[str(role).upper()]
-        membership.save()
+        membership.set(subject, None if role is None else str(role))

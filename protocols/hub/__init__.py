@@ -14,18 +14,13 @@ if TYPE_CHECKING:
 
 __all__ = ["HubDoor", "YjsDoor", "add_hub_routes"]
 
-HUB_DOOR: web.AppKey[HubDoor] = web.AppKey("hub_door", HubDoor)
-YJS_DOOR: web.AppKey[YjsDoor] = web.AppKey("yjs_door", YjsDoor)
 
-
-def add_hub_routes(app: web.Application, gw: Gateway) -> tuple[HubDoor, YjsDoor]:
+def add_hub_routes(app: web.Application, gw: Gateway) -> None:
     """Mount `/ws` and `/yjs/{path}` on the HTTP listener; authentication is the listener's."""
     from protocols.rest.server import IDENTITY
 
     hub = HubDoor(gw)
     yjs = YjsDoor(gw)
-    app[HUB_DOOR] = hub
-    app[YJS_DOOR] = yjs
 
     async def hub_socket(request: web.Request) -> web.StreamResponse:
         return await hub.handle(request, request[IDENTITY])
@@ -39,4 +34,3 @@ def add_hub_routes(app: web.Application, gw: Gateway) -> tuple[HubDoor, YjsDoor]
     app.router.add_get("/ws", hub_socket)
     app.router.add_get("/yjs/{path:.+}", yjs_socket)
     app.on_cleanup.append(on_cleanup)
-    return hub, yjs

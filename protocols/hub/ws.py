@@ -79,11 +79,7 @@ class HubConnection:
         except asyncio.QueueFull:
             self.fell_behind = True
             log.warning("hub: %s fell behind (%d queued); closing it", self.client_id, self.queue.qsize())
-            task = asyncio.get_running_loop().create_task(
-                self.ws.close(code=CLOSE_FELL_BEHIND, message=b"fell behind; reconnect and reopen")
-            )
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.door._spawn(self, self.ws.close(code=CLOSE_FELL_BEHIND, message=b"fell behind; reconnect and reopen"))
 
     async def writer(self) -> None:
         while True:

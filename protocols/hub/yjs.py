@@ -23,9 +23,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
-from pycrdt import Decoder, Encoder
+from pycrdt import Decoder, Encoder, create_awareness_message, write_message, write_var_uint
 from websockets.frames import Frame, Opcode
 
+from gateway.collab import EMPTY_UPDATE
 from gateway.errors import Forbidden, GatewayError
 from gateway.events import Event
 from gateway.execution import CallContext
@@ -40,26 +41,14 @@ log = logging.getLogger("gateway.hub")
 
 MSG_SYNC, MSG_AWARENESS, MSG_AUTH, MSG_QUERY_AWARENESS = 0, 1, 2, 3
 SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE = 0, 1, 2
-CLOSE_LAGGING = 4008
-
-
-def var_uint(value: int) -> bytes:
-    encoder = Encoder()
-    encoder.write_var_uint(value)
-    return encoder.to_bytes()
 
 
 def sync_message(kind: int, payload: bytes) -> bytes:
-    return var_uint(MSG_SYNC) + var_uint(kind) + var_uint(len(payload)) + payload
-
-
-def awareness_message(update: bytes) -> bytes:
-    return var_uint(MSG_AWARENESS) + var_uint(len(update)) + update
+    return write_var_uint(MSG_SYNC) + write_var_uint(kind) + write_message(payload)
 
 
 def permission_denied_message(reason: str) -> bytes:
-    raw = reason.encode()
-    return var_uint(MSG_AUTH) + var_uint(0) + var_uint(len(raw)) + raw
+    return write_var_uint(MSG_AUTH) + write_var_uint(0) + write_message(reason.encode())
 
 
 def binary_frame(payload: bytes) -> bytes:
@@ -90,12 +79,17 @@ def encode_awareness(entries: list[tuple[int, int, str]]) -> bytes:
     return encoder.to_bytes()
 
 
+def _awareness_of(doc: SharedDoc) -> bytes:
+    """The awareness message of every state `doc` knows."""
+    entries = [(c, clock, state) for c, (clock, state) in doc.awareness_states.items()]
+    return create_awareness_message(encode_awareness(entries))
+
+
 class YjsConnection:
     """One y-websocket client on one shared document."""
 
-    def __init__(self, door: YjsDoor, ws: web.WebSocketResponse, transport: Any, identity: Identity, doc: SharedDoc):
+    def __init__(self, door: YjsDoor, transport: Any, identity: Identity, doc: SharedDoc) -> None:
         self.door = door
-        self.ws = ws
         self.transport = transport
         self.identity = identity
         self.doc = doc
@@ -186,7 +180,7 @@ class YjsDoor:
             heartbeat=hub.ping_seconds, max_msg_size=hub.max_message_bytes, compress=False, autoping=True
         )
         await ws.prepare(request)
-        conn = YjsConnection(self, ws, request.transport, identity, doc)
+        conn = YjsConnection(self, request.transport, identity, doc)
         peers = self.connections.setdefault(doc.path, set())
         peers.add(conn)
         doc.peers.add(conn)
@@ -195,8 +189,7 @@ class YjsDoor:
         try:
             conn.send(sync_message(SYNC_STEP1, doc.state_vector()))
             if doc.awareness_states:
-                entries = [(c, clock, state) for c, (clock, state) in doc.awareness_states.items()]
-                conn.send(awareness_message(encode_awareness(entries)))
+                conn.send(_awareness_of(doc))
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
                     await self._on_message(conn, msg.data)
@@ -235,14 +228,12 @@ class YjsDoor:
             elif kind == MSG_AWARENESS:
                 self._on_awareness(conn, decoder.read_message() or b"")
             elif kind == MSG_QUERY_AWARENESS:
-                states = conn.doc.awareness_states
-                entries = [(c, clock, state) for c, (clock, state) in states.items()]
-                conn.send(awareness_message(encode_awareness(entries)))
+                conn.send(_awareness_of(conn.doc))
         except Exception as exc:  # a malformed message: say so in the log, keep the connection
             log.info("yjs: malformed message from %s ignored: %s", conn.session_id, exc)
 
     async def _merge(self, conn: YjsConnection, update: bytes) -> None:
-        if update == b"\x00\x00":
+        if update == EMPTY_UPDATE:
             return
         call = CallContext(
             identity=conn.identity,
@@ -270,13 +261,19 @@ class YjsDoor:
             else:
                 doc.awareness_states[client] = (clock, state)
                 mine.add(client)
+        self._announce_awareness(conn, update, entries)
+
+    def _announce_awareness(self, conn: YjsConnection, update: bytes, entries: list[tuple[int, int, str]]) -> None:
+        """A change of `conn`'s awareness: to the document's other connections, the other instances and the
+        hub's presence watchers."""
+        doc = conn.doc
         self._relay_awareness(doc, update, exclude=conn)
         if self._hooked is not None:
             self._hooked.publish_awareness(doc.path, update)
         self._publish_presence(doc.path, conn.identity.subject, entries)
 
     def _relay_awareness(self, doc: SharedDoc, update: bytes, exclude: YjsConnection | None) -> None:
-        frame = binary_frame(awareness_message(update))
+        frame = binary_frame(create_awareness_message(update))
         for other in list(self.connections.get(doc.path, ())):
             if other is not exclude:
                 other.write_frame(frame)
@@ -290,11 +287,7 @@ class YjsDoor:
         for client in clients:
             clock, _state = doc.awareness_states.pop(client, (0, "null"))
             entries.append((client, clock + 1, "null"))
-        update = encode_awareness(entries)
-        self._relay_awareness(doc, update, exclude=conn)
-        if self._hooked is not None:
-            self._hooked.publish_awareness(doc.path, update)
-        self._publish_presence(doc.path, conn.identity.subject, entries)
+        self._announce_awareness(conn, encode_awareness(entries), entries)
 
     def _remote_awareness(self, path: str, update: bytes) -> None:
         """Awareness from another instance: remember it and pass it to this instance's connections."""
@@ -312,6 +305,8 @@ class YjsDoor:
 
     def _publish_presence(self, path: str, subject: str, entries: list[tuple[int, int, str]]) -> None:
         """Yjs awareness as hub presence, so JSON hub clients see browser editors' cursors too."""
+        if not self.gw.bus.wants("presence"):
+            return
         for client, _clock, state in entries:
             try:
                 parsed = json.loads(state)

@@ -83,10 +83,6 @@ class LspReplica:
         if text != self.mirror.text:
             self._resync()
 
-    @property
-    def in_step(self) -> bool:
-        return self.pending is None and self.client_text == self.mirror.text
-
     def close(self) -> None:
         self.shared.peers.discard(self)
         for task in [self._push, *self._tasks]:

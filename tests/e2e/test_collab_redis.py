@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pycrdt import create_awareness_message
 from support.collab_clients import NodeYjsClient, PyYjsClient, ensure_node_modules
 from support.server import ServerProcess, start_gateway
 from test_redis_mode import wait_status
 
-from protocols.hub.yjs import awareness_message, encode_awareness
+from protocols.hub.yjs import encode_awareness
 
 TEXT = "shared across instances\n"
 
@@ -53,7 +54,7 @@ async def test_edits_and_presence_cross_instances_and_survive_a_killed_instance(
         await node.start(second.url.replace("http://", "ws://") + "/yjs", "doc.txt")
         await node.signal.wait_for(lambda: node.synced, 15, "node synced on instance 2")
         state = json.dumps({"user": {"name": "alice"}, "cursor": 3})
-        await a.ws.send(awareness_message(encode_awareness([(4242, 1, state)])))
+        await a.ws.send(create_awareness_message(encode_awareness([(4242, 1, state)])))
         await node.signal.wait_for(
             lambda: any(
                 e.get("event") == "awareness" and {"user": {"name": "alice"}, "cursor": 3} in e["states"]
