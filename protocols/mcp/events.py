@@ -14,18 +14,14 @@ import itertools
 import logging
 import secrets
 from collections import OrderedDict
-from typing import Any
 
-from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.streamable_http import (
     EventCallback,
     EventId,
     EventMessage,
     EventStore,
-    StreamableHTTPServerTransport,
     StreamId,
 )
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp_types import JSONRPCMessage
 
 log = logging.getLogger("gateway.mcp")
@@ -71,20 +67,3 @@ class SessionEventStore(EventStore):
             elif event_id == last_event_id:
                 after = True
         return stream_id
-
-
-class SessionManager(StreamableHTTPSessionManager):
-    """The SDK's session manager, giving each new 2025-era session its own `SessionEventStore`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("retry_interval", RETRY_MILLISECONDS)
-        super().__init__(*args, **kwargs)
-
-    def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
-        transport = super()._admit_session(requestor)
-        if transport is not None:
-            if hasattr(transport, "_event_store"):
-                transport._event_store = SessionEventStore()
-            else:  # pragma: no cover - the SDK moved it; streams stay unresumable
-                log.warning("mcp: cannot give the session an event store; SSE streams are not resumable")
-        return transport

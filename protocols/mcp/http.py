@@ -1,9 +1,10 @@
 """Streamable HTTP at `/mcp` on the gateway's one aiohttp listener.
 
-The SDK's `StreamableHTTPSessionManager` does the protocol work for both eras (2025 sessions with
-`Mcp-Session-Id`, a GET stream and DELETE, resumable SSE with an event store per session, see
-`protocols.mcp.events`; 2026-07-28 single-exchange POSTs with the `Mcp-Method` / `Mcp-Name` header
-checks). It is an ASGI application, served here through `protocols.mcp.asgi`, which streams SSE as it
+The SDK's `StreamableHTTPSessionManager` does the protocol work for both eras: 2025 sessions with
+`Mcp-Session-Id`, a GET stream and DELETE, resumable SSE with an event store per session (see
+`protocols.mcp.events`) and a JSON answer to a request whose answer comes first (see
+`protocols.mcp.transport`); 2026-07-28 single-exchange POSTs with the `Mcp-Method` / `Mcp-Name` header
+checks. It is an ASGI application, served here through `protocols.mcp.asgi`, which streams SSE as it
 is produced and reports the client's disconnect. The manager's task group lives in a
 task of its own for the lifetime of the listener (anyio scopes must be left by the task that entered them).
 
@@ -34,7 +35,7 @@ from protocols.rest.server import IDENTITY
 
 from .asgi import http_scope, serve_asgi
 from .door import IDENTITY_SCOPE_KEY, McpDoor
-from .events import SessionManager
+from .transport import SessionManager
 
 log = logging.getLogger("gateway.mcp")
 

@@ -1,0 +1,243 @@
+"""2025-era `/mcp` answers a request in JSON when its answer comes first, else with the SDK's event stream
+(protocols.mcp.transport): raw HTTP to see the wire, the SDK client to see that nothing else changed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import mcp_types as types
+import pytest
+from aiohttp import web
+from mcp import Client
+from pydantic import BaseModel
+
+from gateway.app import Gateway, build_gateway, start_http
+from gateway.config import load_config
+from gateway.execution import ExecutionContext
+from gateway.registry import Capability
+from protocols.lsp import LspDoor
+from protocols.mcp import McpDoor
+from protocols.mcp.transport import DeferringTransport
+
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+class PauseParams(BaseModel):
+    seconds: float = 0.0
+    steps: int = 0
+    log: bool = False
+    elicit: bool = False
+
+
+class PauseResult(BaseModel):
+    slept: float
+    answer: dict[str, Any] | None = None
+
+
+async def pause(ctx: ExecutionContext, params: PauseParams) -> PauseResult:
+    """Sleep, optionally reporting progress steps, logging or asking the client first (test capability)."""
+    for step in range(params.steps):
+        ctx.progress(f"step {step + 1}", percentage=100.0 * (step + 1) / params.steps)
+        await asyncio.sleep(0.01)
+    if params.log and ctx.peer is not None:
+        await ctx.peer.log("info", {"note": "working"}, "pause")
+    answer = None
+    if params.elicit and ctx.peer is not None:
+        answer = await ctx.peer.elicit("Go on?", {"type": "object", "properties": {"go": {"type": "boolean"}}})
+    await asyncio.sleep(params.seconds)
+    return PauseResult(slept=params.seconds, answer=answer)
+
+
+@pytest.fixture
+async def base_url(tmp_path: Path) -> AsyncIterator[str]:
+    (tmp_path / "small.txt").write_text("hello\n")
+    config = load_config(
+        environ={},
+        overrides={
+            "server": {"workspace": str(tmp_path), "http_port": 0, "lsp_port": None},
+            "analysis": {"jedi": False, "tree_sitter": False, "watch": False, "index_on_start": False},
+        },
+    )
+    gw: Gateway = build_gateway(config)
+    gw.registry.add(
+        Capability(
+            name="pause", params_model=PauseParams, result_model=PauseResult, handler=pause, summary="Pause."
+        )
+    )
+    await gw.start()
+    mcp_door = McpDoor(gw)
+    await mcp_door.start()
+    runner: web.AppRunner | None = None
+    try:
+        runner, url = await start_http(gw, LspDoor(gw), mcp_door)
+        yield url
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await mcp_door.close()
+        await gw.core.drain(1.0)
+        await gw.close()
+
+
+async def open_session(http: aiohttp.ClientSession, url: str) -> dict[str, str]:
+    """A 2025-11-25 handshake over raw HTTP; the headers every later request of the session carries."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    async with http.post(url, json=init, headers=HEADERS) as resp:
+        assert resp.status == 200, await resp.text()
+        session = {"Mcp-Session-Id": resp.headers["Mcp-Session-Id"], "MCP-Protocol-Version": "2025-11-25"}
+        await resp.read()
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    async with http.post(url, json=note, headers={**HEADERS, **session}) as resp:
+        assert resp.status == 202
+    return {**HEADERS, **session}
+
+
+def call(request_id: int, name: str, arguments: dict[str, Any], progress_token: str | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if progress_token is not None:
+        params["_meta"] = {"progressToken": progress_token}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+async def sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
+    """The events of an event stream, each a dict of its fields (data lines joined)."""
+    event: dict[str, str] = {}
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if event:
+                yield event
+            event = {}
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        event[name] = f"{event[name]}\n{value}" if name == "data" and name in event else value
+
+
+async def read_stream(resp: aiohttp.ClientResponse, request_id: int) -> list[dict[str, str]]:
+    """Every event of a call's stream up to and including its answer."""
+    events: list[dict[str, str]] = []
+    async with asyncio.timeout(10):
+        async for event in sse_events(resp):
+            events.append(event)
+            if event.get("data") and json.loads(event["data"]).get("id") == request_id:
+                return events
+    raise AssertionError(f"the stream ended without the answer: {events}")
+
+
+async def test_a_quick_answer_is_plain_json_with_the_session_header(base_url: str) -> None:
+    url = f"{base_url}/mcp"
+    async with aiohttp.ClientSession() as http:
+        headers = await open_session(http, url)
+        for request_id in (1, 2):  # the same connection serves the next call: the body was read to its end
+            async with http.post(url, json=call(request_id, "read_file", {"path": "small.txt"}), headers=headers) as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("application/json")
+                assert r.headers["Mcp-Session-Id"] == headers["Mcp-Session-Id"]
+                answer = await r.json()
+            assert answer["id"] == request_id
+            assert answer["result"]["structuredContent"]["text"] == "hello\n"
+
+
+async def test_progress_makes_it_the_sdk_event_stream_priming_event_first(base_url: str) -> None:
+    url = f"{base_url}/mcp"
+    async with aiohttp.ClientSession() as http:
+        headers = await open_session(http, url)
+        body = call(7, "pause", {"steps": 3}, progress_token="p7")
+        async with http.post(url, json=body, headers=headers) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+            events = await read_stream(resp, 7)
+    priming, *rest = events
+    assert priming["data"] == "" and priming["id"] and priming["retry"] == "1000"
+    messages = [json.loads(e["data"]) for e in rest]
+    assert [m.get("method") for m in messages[:-1]] == ["notifications/progress"] * 3
+    assert [m["params"]["progress"] for m in messages[:-1]] == sorted(m["params"]["progress"] for m in messages[:-1])
+    assert messages[-1]["result"]["structuredContent"] == {"slept": 0.0, "answer": None}
+    assert all(e["id"] for e in rest)  # every event is numbered, so the stream can be resumed
+
+
+async def test_a_log_message_before_the_answer_makes_it_a_stream(base_url: str) -> None:
+    url = f"{base_url}/mcp"
+    async with aiohttp.ClientSession() as http:
+        headers = await open_session(http, url)
+        async with http.post(url, json=call(3, "pause", {"log": True}), headers=headers) as resp:
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            events = await read_stream(resp, 3)
+    methods = [json.loads(e["data"]).get("method") for e in events if e.get("data")]
+    assert methods == ["notifications/message", None]
+
+
+async def test_a_silent_slow_call_becomes_a_resumable_stream_after_the_window(
+    base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(DeferringTransport, "defer_seconds", 0.05)
+    url = f"{base_url}/mcp"
+    async with aiohttp.ClientSession() as http:
+        headers = await open_session(http, url)
+        async with http.post(url, json=call(4, "pause", {"seconds": 1.5}), headers=headers) as resp:
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            events = sse_events(resp)
+            async with asyncio.timeout(0.9):  # the priming event comes before the answer can
+                priming = await anext(events)
+            assert priming["data"] == "" and priming["id"] and priming["retry"] == "1000"
+        # Drop the stream; resume it as SEP-1699 says, `retry` milliseconds later (the server notices the drop
+        # meanwhile): the answer comes on the GET stream.
+        await asyncio.sleep(int(priming["retry"]) / 1000)
+        resumed = {**headers, "Accept": "text/event-stream", "Last-Event-ID": priming["id"]}
+        async with http.get(url, headers=resumed) as resp:
+            assert resp.status == 200
+            events_after = await read_stream(resp, 4)
+    answer = json.loads(events_after[-1]["data"])
+    assert answer["result"]["structuredContent"] == {"slept": 1.5, "answer": None}
+
+
+async def test_refusals_are_the_sdks_own(base_url: str) -> None:
+    url = f"{base_url}/mcp"
+    async with aiohttp.ClientSession() as http:
+        headers = await open_session(http, url)
+        request = call(5, "read_file", {"path": "small.txt"})
+        async with http.post(url, json=request, headers={**headers, "Mcp-Session-Id": "not-a-session"}) as resp:
+            assert resp.status == 404
+        no_session = {k: v for k, v in headers.items() if k != "Mcp-Session-Id"}
+        async with http.post(url, json=request, headers=no_session) as resp:
+            assert resp.status == 400  # a request other than initialize needs the session
+        async with http.post(url, json=request, headers={**headers, "Accept": "application/json"}) as resp:
+            assert resp.status == 406  # the session answers in SSE too, so the client must accept it
+        async with http.post(url, data=b"{not json", headers=headers) as resp:
+            assert resp.status == 400 and (await resp.json())["error"]["code"] == -32700
+        # The session still answers.
+        async with http.post(url, json=request, headers=headers) as resp:
+            assert resp.status == 200 and (await resp.json())["id"] == 5
+
+
+async def test_the_sdk_client_gets_plain_answers_progress_errors_and_elicitation(base_url: str) -> None:
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"go": True})
+
+    async with Client(f"{base_url}/mcp", mode="legacy", elicitation_callback=on_elicit) as client:
+        quick = await client.call_tool("read_file", {"path": "small.txt"})
+        assert quick.structured_content is not None and quick.structured_content["text"] == "hello\n"
+        stepped = await client.call_tool("pause", {"steps": 2}, progress_callback=on_progress)
+        assert stepped.structured_content == {"slept": 0.0, "answer": None}
+        assert len(progress) == 2
+        asked = await client.call_tool("pause", {"elicit": True})
+        assert asked.structured_content == {"slept": 0.0, "answer": {"action": "accept", "content": {"go": True}}}
+        failed = await client.call_tool("read_file", {"path": "../outside"})
+        assert failed.is_error
+        listed = await client.list_tools()
+        assert "pause" in {tool.name for tool in listed.tools}
