@@ -65,9 +65,7 @@ async def base_url(tmp_path: Path) -> AsyncIterator[str]:
     )
     gw: Gateway = build_gateway(config)
     gw.registry.add(
-        Capability(
-            name="pause", params_model=PauseParams, result_model=PauseResult, handler=pause, summary="Pause."
-        )
+        Capability(name="pause", params_model=PauseParams, result_model=PauseResult, handler=pause, summary="Pause.")
     )
     await gw.start()
     mcp_door = McpDoor(gw)
