@@ -27,7 +27,6 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
@@ -36,6 +35,9 @@ from typing import Any  # noqa: E402
 import aiohttp  # noqa: E402
 from mcp.client import Client  # noqa: E402
 from mcp_types.version import LATEST_MODERN_VERSION  # noqa: E402
+
+sys.path.append(str(Path(__file__).resolve().parent))  # bench helpers, now that `mcp` is imported
+from _proc import start_logged  # noqa: E402
 
 warnings.simplefilter("ignore")
 
@@ -98,26 +100,9 @@ asyncio.run(main())
 ERAS = {"2025-11-25": "legacy", "2026-07-28": LATEST_MODERN_VERSION}
 
 
-def start(cmd: list[str], marker: str, *, stderr: bool = False) -> tuple[subprocess.Popen[str], str]:
-    """Start a server process and return it with the URL from its `listening` line."""
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL if stderr else subprocess.PIPE,
-        stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
-        text=True,
-    )
-    stream = proc.stderr if stderr else proc.stdout
-    assert stream is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if line.startswith(marker):
-            threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()  # keep the pipe drained
-            return proc, line.split()[-1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"{cmd!r} did not start")
+def start(cmd: list[str], marker: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server process (output to `log`) and return it with the URL from its `listening` line."""
+    return start_logged(cmd, marker, log)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -215,7 +200,7 @@ async def main() -> None:
         workspace = Path(tmp) / "ws"
         workspace.mkdir()
         (workspace / "small.txt").write_text("hello from a small file\n" * 4)
-        peer, peer_url = start([sys.executable, "-c", PEER_SERVER, str(workspace)], "listening")
+        peer, peer_url = start([sys.executable, "-c", PEER_SERVER, str(workspace)], "listening", Path(tmp) / "peer.log")
         config = Path(tmp) / "gateway.toml"
         config.write_text(
             "[analysis]\njedi = false\ntree_sitter = false\nindex_on_start = false\nwatch = false\n\n"
@@ -224,7 +209,7 @@ async def main() -> None:
         gateway, gw_url = start(
             [*GATEWAY, "serve", "--config", str(config), "--workspace", str(workspace), "--http-port", "0"],
             "listening http",
-            stderr=True,
+            Path(tmp) / "gateway.log",
         )
         try:
             await wait_tool(gw_url, "up_echo")

@@ -16,11 +16,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import aiohttp
+from _proc import start_logged
 
 FLOOR_SERVER = r"""
 import sys, json
@@ -44,15 +44,9 @@ import asyncio; asyncio.run(main())
 """
 
 
-def start(cmd: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("listening http "):
-            # Keep draining stderr (one log line per execution) so the server never blocks on it.
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            return proc, line.split()[2]
-    raise RuntimeError(f"{cmd[0]} did not start")
+def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server (output to `log`: one line per execution, which nobody here must spend time reading)."""
+    return start_logged(cmd, "listening http ", log)
 
 
 async def load(url: str, concurrency: int, seconds: float) -> tuple[float, list[float]]:
@@ -90,15 +84,16 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as logs:
         root = Path(tmp)
         (root / "src").mkdir()
         module = root / "src" / "module.py"
         module.write_text("".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(200)))
         gw, gw_url = start(
-            [sys.executable, "-m", "gateway.cli", "serve", "--http-port", "0", "--lsp-port", "0", "--workspace", tmp]
+            [sys.executable, "-m", "gateway.cli", "serve", "--http-port", "0", "--lsp-port", "0", "--workspace", tmp],
+            Path(logs) / "gateway.log",
         )
-        floor, floor_url = start([sys.executable, "-c", FLOOR_SERVER, tmp])
+        floor, floor_url = start([sys.executable, "-c", FLOOR_SERVER, tmp], Path(logs) / "floor.log")
         try:
             print(f"read_file of a {len(module.read_bytes())} byte file, {args.seconds}s per row")
             print(f"{'clients':>7} | {'server':<12} | {'calls/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | vs floor")

@@ -13,6 +13,13 @@ Security: the REST door's middleware has already authenticated the request (401 
 session is bound to the identity that opened it (the SDK answers 404 to anyone else). Host and Origin
 are checked against loopback names plus `[mcp] allowed_hosts` / `allowed_origins` (DNS rebinding):
 a bad Host gets 421, a bad Origin 403.
+
+A 2026-07-28 request that can receive nothing but its answer (no progress token, no log level in its
+`_meta`, not `subscriptions/listen`) goes to a second manager of the same server in the SDK's
+JSON-response mode: the SDK's event-stream mode would answer it in JSON too (it defers the choice until
+something is emitted), but only after starting two tasks and a stream per request to watch for that.
+The bridge keeps what that mode gave such a request: the client going away cancels it, and a long one
+becomes an event stream with pings after `KEEPALIVE_SECONDS` (the SDK's interval).
 """
 
 from __future__ import annotations
@@ -20,13 +27,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 from typing import Any
 
 from aiohttp import web
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+from mcp.server.streamable_http import check_accept_headers
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp_types import LOG_LEVEL_META_KEY
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
 from gateway.config import GatewayConfig
@@ -42,6 +54,8 @@ log = logging.getLogger("gateway.mcp")
 MCP_PATH = "/mcp"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 MANAGER_KEY = web.AppKey("mcp_http", object)
+KEEPALIVE_SECONDS = 15.0
+"""After this long without an answer, a JSON-mode 2026-07-28 response becomes an event stream with pings."""
 
 
 def _host_forms(host: str) -> list[str]:
@@ -57,6 +71,29 @@ def _host_forms(host: str) -> list[str]:
     if host.endswith("]") or ":" not in host:
         return [host, f"{host}:*"]
     return [host]
+
+
+def answers_alone(message: Any) -> bool:
+    """Whether a 2026-07-28 JSON-RPC message is a request that can receive nothing but its answer.
+
+    Request-scoped notifications are the only other thing such a response may carry in that era, and they
+    need the client's opt-in: a progress token or a log level in the request's `_meta`; a
+    `subscriptions/listen` response is a notification stream by definition. Anything malformed is left
+    to the SDK's own checks (False).
+    """
+    if not isinstance(message, dict) or "id" not in message or not isinstance(message.get("method"), str):
+        return False
+    if message["method"] == "subscriptions/listen":
+        return False
+    params = message.get("params")
+    if params is None:
+        return True
+    if not isinstance(params, dict):
+        return False
+    meta = params.get("_meta")
+    if meta is None:
+        return True
+    return isinstance(meta, dict) and "progressToken" not in meta and LOG_LEVEL_META_KEY not in meta
 
 
 def security_settings(config: GatewayConfig) -> TransportSecuritySettings:
@@ -96,6 +133,14 @@ class McpHttp:
             security_settings=self.settings,
             max_request_body_size=config.server.max_body_bytes,
         )
+        # Serves only 2026-07-28 requests that `answers_alone` picks (never a session).
+        self.json_manager = StreamableHTTPSessionManager(
+            app=door.server,
+            json_response=True,
+            stateless=False,
+            security_settings=self.settings,
+            max_request_body_size=config.server.max_body_bytes,
+        )
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -112,7 +157,7 @@ class McpHttp:
             self._task.result()  # raises what stopped it
 
     async def _run(self) -> None:
-        async with self.manager.run():
+        async with self.manager.run(), self.json_manager.run():
             self._ready.set()
             await self._stop.wait()
 
@@ -147,7 +192,20 @@ class McpHttp:
                 status=503,
             )
         # The same scope, built once: the Host/Origin check above only read its headers.
-        return await serve_asgi(self.manager.handle_request, request, scope=scope)  # type: ignore[arg-type]
+        version = request.headers.get("MCP-Protocol-Version")
+        if request.method != "POST" or version is None or version in HANDSHAKE_PROTOCOL_VERSIONS:
+            return await serve_asgi(self.manager.handle_request, request, scope=scope)  # type: ignore[arg-type]
+        body = await request.read()
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):
+            message = None
+        has_json, has_sse = check_accept_headers(Request(scope))
+        if has_json and has_sse and answers_alone(message):
+            app, keepalive = self.json_manager.handle_request, KEEPALIVE_SECONDS
+        else:
+            app, keepalive = self.manager.handle_request, None
+        return await serve_asgi(app, request, scope=scope, body=body, keepalive=keepalive)  # type: ignore[arg-type]
 
 
 def add_mcp_http(app: web.Application, door: McpDoor) -> McpHttp:

@@ -26,7 +26,7 @@ from translators.openapi import build_openapi, capability_path, rest_capabilitie
 log = logging.getLogger("gateway.rest")
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
-IDENTITY = "gateway.identity"
+IDENTITY = web.RequestKey("gateway.identity", Identity)
 # RFC 9728 protected-resource metadata (for MCP clients over HTTP when JWT auth is configured): public.
 WELL_KNOWN_RESOURCE = "/.well-known/oauth-protected-resource"
 PUBLIC_PATHS = frozenset(

@@ -1,5 +1,9 @@
-"""2025-era `/mcp` answers a request in JSON when its answer comes first, else with the SDK's event stream
-(protocols.mcp.transport): raw HTTP to see the wire, the SDK client to see that nothing else changed."""
+"""How `/mcp` chooses between a JSON answer and an event stream, per request, in both eras.
+
+2025-11-25 (protocols.mcp.transport): JSON when the answer comes first, else the SDK's event stream.
+2026-07-28 (protocols.mcp.http): a request that opted in to nothing but its answer goes to the SDK's
+JSON-response mode, with the bridge cancelling it when the client leaves and keeping a slow one alive.
+Raw HTTP to see the wire, the SDK client to see that nothing else changed."""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from gateway.execution import ExecutionContext
 from gateway.registry import Capability
 from protocols.lsp import LspDoor
 from protocols.mcp import McpDoor
+from protocols.mcp import http as mcp_http
+from protocols.mcp.http import answers_alone
 from protocols.mcp.transport import DeferringTransport
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -39,8 +45,21 @@ class PauseResult(BaseModel):
     answer: dict[str, Any] | None = None
 
 
+CANCELLED: list[asyncio.Event] = []
+"""Set when a `pause` call is cancelled (the test that cares puts an event here)."""
+
+
 async def pause(ctx: ExecutionContext, params: PauseParams) -> PauseResult:
     """Sleep, optionally reporting progress steps, logging or asking the client first (test capability)."""
+    try:
+        return await _pause(ctx, params)
+    except asyncio.CancelledError:
+        for event in CANCELLED:
+            event.set()
+        raise
+
+
+async def _pause(ctx: ExecutionContext, params: PauseParams) -> PauseResult:
     for step in range(params.steps):
         ctx.progress(f"step {step + 1}", percentage=100.0 * (step + 1) / params.steps)
         await asyncio.sleep(0.01)
@@ -239,3 +258,108 @@ async def test_the_sdk_client_gets_plain_answers_progress_errors_and_elicitation
         assert failed.is_error
         listed = await client.list_tools()
         assert "pause" in {tool.name for tool in listed.tools}
+
+
+# -- 2026-07-28 ------------------------------------------------------------------------------------------------
+MODERN = {**HEADERS, "MCP-Protocol-Version": "2026-07-28"}
+
+
+def modern_call(request_id: int, name: str, arguments: dict[str, Any], **meta: Any) -> dict[str, Any]:
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        **meta,
+    }
+    params = {"name": name, "arguments": arguments, "_meta": envelope}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+def modern_headers(name: str) -> dict[str, str]:
+    return {**MODERN, "Mcp-Method": "tools/call", "Mcp-Name": name}
+
+
+def test_only_requests_that_opted_in_to_nothing_answer_alone() -> None:
+    assert answers_alone(modern_call(1, "pause", {}))
+    assert answers_alone({"jsonrpc": "2.0", "id": 1, "method": "server/discover"})
+    assert not answers_alone(modern_call(1, "pause", {}, progressToken="p"))
+    assert not answers_alone(modern_call(1, "pause", {}, **{"io.modelcontextprotocol/logLevel": "info"}))
+    assert not answers_alone({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {}})
+    assert not answers_alone({"jsonrpc": "2.0", "method": "notifications/cancelled"})  # no id: not a request
+    for malformed in (None, [], "x", {"id": 1}, {"id": 1, "method": 3}, {"id": 1, "method": "m", "params": []}):
+        assert not answers_alone(malformed)
+    assert not answers_alone({"id": 1, "method": "m", "params": {"_meta": "x"}})
+
+
+async def test_modern_quick_answers_are_json(base_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        body = modern_call(1, "read_file", {"path": "small.txt"})
+        async with http.post(f"{base_url}/mcp", json=body, headers=modern_headers("read_file")) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"].startswith("application/json")
+            answer = await resp.json()
+    assert answer["id"] == 1 and answer["result"]["structuredContent"]["text"] == "hello\n"
+
+
+async def test_modern_slow_silent_call_is_kept_alive_with_pings_then_answered(
+    base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mcp_http, "KEEPALIVE_SECONDS", 0.2)
+    async with aiohttp.ClientSession() as http:
+        body = modern_call(2, "pause", {"seconds": 0.7})
+        async with http.post(f"{base_url}/mcp", json=body, headers=modern_headers("pause")) as resp, asyncio.timeout(5):
+            assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+            raw = (await resp.read()).decode()
+    frames = [frame for frame in raw.split("\r\n\r\n") if frame]
+    assert frames[:-1] and all(frame == ": ping" for frame in frames[:-1]), frames
+    event = dict(line.split(": ", 1) for line in frames[-1].split("\r\n"))
+    assert event["event"] == "message"
+    answer = json.loads(event["data"])
+    assert answer["id"] == 2 and answer["result"]["structuredContent"] == {"slept": 0.7, "answer": None}
+
+
+async def test_modern_client_leaving_cancels_its_call(base_url: str) -> None:
+    cancelled = asyncio.Event()
+    CANCELLED.append(cancelled)
+    try:
+        async with aiohttp.ClientSession() as http:
+            body = modern_call(3, "pause", {"seconds": 30})
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    async with http.post(f"{base_url}/mcp", json=body, headers=modern_headers("pause")) as resp:
+                        await resp.read()
+        # The session (and its connection) closed: the gateway notices and cancels the execution.
+        async with asyncio.timeout(5):
+            await cancelled.wait()
+        async with aiohttp.ClientSession() as http:  # and goes on answering
+            body = modern_call(4, "read_file", {"path": "small.txt"})
+            async with http.post(f"{base_url}/mcp", json=body, headers=modern_headers("read_file")) as resp:
+                assert (await resp.json())["id"] == 4
+    finally:
+        CANCELLED.remove(cancelled)
+
+
+async def test_modern_opt_ins_still_get_the_sdks_event_stream(base_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        body = modern_call(5, "pause", {"steps": 2, "log": True}, progressToken="p5")
+        body["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = "info"
+        async with http.post(f"{base_url}/mcp", json=body, headers=modern_headers("pause")) as resp:
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            events = await read_stream(resp, 5)
+    methods = [json.loads(e["data"]).get("method") for e in events if e.get("data")]
+    assert methods == ["notifications/progress", "notifications/progress", "notifications/message", None]
+
+
+async def test_the_modern_sdk_client_gets_answers_and_progress(base_url: str) -> None:
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with Client(f"{base_url}/mcp", mode="2026-07-28", cache=None) as client:
+        await client.list_tools()
+        quick = await client.call_tool("read_file", {"path": "small.txt"})
+        assert quick.structured_content is not None and quick.structured_content["text"] == "hello\n"
+        stepped = await client.call_tool("pause", {"steps": 2}, progress_callback=on_progress)
+        assert stepped.structured_content == {"slept": 0.0, "answer": None}
+        assert len(progress) == 2
+        assert (await client.call_tool("read_file", {"path": "../outside"})).is_error
