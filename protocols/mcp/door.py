@@ -53,10 +53,10 @@ from .providers import ConfigPrompts, PromptProvider, ResourceProvider, Workspac
 from .translate import (
     ProgressCounter,
     capability_tool,
+    header_checked_schema,
     page,
     protocol_error,
     tool_error_result,
-    tool_input_schema,
     tool_result,
     unknown,
     upstream_error,
@@ -420,8 +420,9 @@ class McpDoor:
         return cap if cap.exposed_on(Door.MCP) else None
 
     def _input_schema(self, name: str) -> Mapping[str, Any] | None:
+        """For the SDK's `Mcp-Param-*` header check: the schema when it has annotated properties to check."""
         cap = self._capability(name)
-        return tool_input_schema(cap) if cap is not None else None
+        return header_checked_schema(cap) if cap is not None else None
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams

@@ -50,6 +50,8 @@ def tool_output_schema(cap: Capability[Any, Any]) -> dict[str, Any] | None:
 
 _RESULT_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
 _INPUT_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
+_ANNOTATED: weakref.WeakKeyDictionary[type[BaseModel], bool] = weakref.WeakKeyDictionary()
+X_MCP_HEADER = '"x-mcp-header"'  # as a key in the schema's JSON (a false hit only costs the SDK's check)
 """Schemas per model class, computed once: pydantic builds them anew on every call, and the 2026-07-28
 transport asks for the called tool's input schema on every `tools/call` (`Mcp-Param-*` header checks).
 Weak keys: federated tools' models come and go with their upstreams."""
@@ -83,6 +85,20 @@ def tool_input_schema(cap: Capability[Any, Any]) -> dict[str, Any]:
             schema = {"type": "object", **{k: v for k, v in schema.items() if k != "type"}}
         _INPUT_SCHEMAS[model] = schema
     return schema
+
+
+def header_checked_schema(cap: Capability[Any, Any]) -> dict[str, Any] | None:
+    """The tool's input schema when it annotates a property with `x-mcp-header`, else None.
+
+    The SDK compares a 2026-07-28 call's `Mcp-Param-*` headers with the annotated properties only, walking
+    the whole schema twice per call to find them; a schema without any has nothing to compare, and None
+    tells the SDK so.
+    """
+    schema = tool_input_schema(cap)
+    annotated = _ANNOTATED.get(cap.params_model)
+    if annotated is None:
+        annotated = _ANNOTATED[cap.params_model] = X_MCP_HEADER in json.dumps(schema)
+    return schema if annotated else None
 
 
 def tool_title(name: str) -> str:

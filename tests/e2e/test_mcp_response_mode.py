@@ -18,7 +18,7 @@ import mcp_types as types
 import pytest
 from aiohttp import web
 from mcp import Client
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.app import Gateway, build_gateway, start_http
 from gateway.config import load_config
@@ -28,6 +28,7 @@ from protocols.lsp import LspDoor
 from protocols.mcp import McpDoor
 from protocols.mcp import http as mcp_http
 from protocols.mcp.http import answers_alone
+from protocols.mcp.translate import header_checked_schema
 from protocols.mcp.transport import DeferringTransport
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -43,6 +44,15 @@ class PauseParams(BaseModel):
 class PauseResult(BaseModel):
     slept: float
     answer: dict[str, Any] | None = None
+
+
+class RegionParams(BaseModel):
+    region: str = Field(json_schema_extra={"x-mcp-header": "Region"})
+
+
+async def region(ctx: ExecutionContext, params: RegionParams) -> PauseResult:
+    """Answer at once (test capability whose argument is mirrored into an `Mcp-Param-Region` header)."""
+    return PauseResult(slept=0.0)
 
 
 CANCELLED: list[asyncio.Event] = []
@@ -85,6 +95,9 @@ async def base_url(tmp_path: Path) -> AsyncIterator[str]:
     gw: Gateway = build_gateway(config)
     gw.registry.add(
         Capability(name="pause", params_model=PauseParams, result_model=PauseResult, handler=pause, summary="Pause.")
+    )
+    gw.registry.add(
+        Capability(name="region", params_model=RegionParams, result_model=PauseResult, handler=region, summary="R.")
     )
     await gw.start()
     mcp_door = McpDoor(gw)
@@ -363,3 +376,29 @@ async def test_the_modern_sdk_client_gets_answers_and_progress(base_url: str) ->
         assert stepped.structured_content == {"slept": 0.0, "answer": None}
         assert len(progress) == 2
         assert (await client.call_tool("read_file", {"path": "../outside"})).is_error
+
+
+def test_only_schemas_with_annotated_properties_go_to_the_header_check() -> None:
+    plain = Capability(name="p", params_model=PauseParams, result_model=PauseResult, handler=pause, summary="P.")
+    annotated = Capability(name="r", params_model=RegionParams, result_model=PauseResult, handler=region, summary="R")
+    assert header_checked_schema(plain) is None
+    schema = header_checked_schema(annotated)
+    assert schema is not None and schema["properties"]["region"]["x-mcp-header"] == "Region"
+
+
+async def test_modern_mcp_param_headers_are_checked_where_the_schema_asks(base_url: str) -> None:
+    url = f"{base_url}/mcp"
+    async with aiohttp.ClientSession() as http:
+        body = modern_call(8, "region", {"region": "eu"})
+        for sent, status in (("eu", 200), ("us", 400)):
+            headers = {**modern_headers("region"), "Mcp-Param-Region": sent}
+            async with http.post(url, json=body, headers=headers) as resp:
+                assert resp.status == status, await resp.text()
+                answer = await resp.json()
+                assert ("result" in answer) == (status == 200)
+        async with http.post(url, json=body, headers=modern_headers("region")) as resp:
+            assert resp.status == 400  # the annotated argument is in the body but its header is missing
+        # A tool without annotated properties has no header to check: a stray one changes nothing.
+        body = modern_call(9, "read_file", {"path": "small.txt"})
+        async with http.post(url, json=body, headers={**modern_headers("read_file"), "Mcp-Param-Path": "x"}) as r:
+            assert r.status == 200 and (await r.json())["id"] == 9
