@@ -24,6 +24,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -103,6 +104,12 @@ ERAS = {"2025-11-25": "legacy", "2026-07-28": LATEST_MODERN_VERSION}
 def start(cmd: list[str], marker: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start a server process (output to `log`) and return it with the URL from its `listening` line."""
     return start_logged(cmd, marker, log)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far (Linux `/proc`), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -220,20 +227,27 @@ async def main() -> None:
                 f"tools/call read_file; {args.rounds} rounds of {args.seconds:g}s per cell, the two servers"
                 f" alternating; gateway {gw_url}/mcp vs plain SDK MCPServer"
             )
-            print("calls/s: median over rounds; p50/p99: all rounds' calls; ratio: median (min-max) of the rounds'")
-            widths = [30, 11, 9, 9, 20]
-            print(row(["server / era / clients", "calls/s", "p50 ms", "p99 ms", "ratio"], widths))
+            print(
+                "calls/s: median over rounds; p50/p99: all rounds' calls; cpu ms: the server's CPU time per call;"
+                " ratio: median (min-max) of the rounds' calls/s ratios"
+            )
+            widths = [30, 11, 9, 9, 8, 20]
+            print(row(["server / era / clients", "calls/s", "p50 ms", "p99 ms", "cpu ms", "ratio"], widths))
             for era, mode in ERAS.items():
                 for concurrency in args.concurrency:
                     if not door:
-                        print(row([f"gateway {era} x{concurrency}", "n/a", "-", "-", "no /mcp"], widths))
+                        print(row([f"gateway {era} x{concurrency}", "n/a", "-", "-", "-", "no /mcp"], widths))
                         continue
                     rates: dict[str, list[float]] = {"sdk": [], "gw": []}
                     lats: dict[str, list[float]] = {"sdk": [], "gw": []}
+                    cpu: dict[str, float] = {"sdk": 0.0, "gw": 0.0}
                     urls = {"sdk": peer_url, "gw": f"{gw_url}/mcp"}
+                    pids = {"sdk": peer.pid, "gw": gateway.pid}
                     for round_ in range(args.rounds):
                         for who in ("sdk", "gw") if round_ % 2 == 0 else ("gw", "sdk"):
+                            before = cpu_seconds(pids[who])
                             rate, lat = await load(urls[who], mode, concurrency, args.seconds, "read_file", read_args)
+                            cpu[who] += cpu_seconds(pids[who]) - before
                             rates[who].append(rate)
                             lats[who].extend(lat)
                     ratios = sorted(g / b for g, b in zip(rates["gw"], rates["sdk"], strict=True))
@@ -246,11 +260,13 @@ async def main() -> None:
                             f"{statistics.median(rates[who]):.0f}",
                             f"{pct(lats[who], 50):.2f}",
                             f"{pct(lats[who], 99):.2f}",
+                            f"{cpu[who] / len(lats[who]) * 1000:.2f}",
                             spread,
                         ]
                         print(row(cells, widths))
             print()
             print("federation: upstream tool `echo` called directly vs as the gateway's `up_echo`, 1 client")
+            widths = [30, 11, 9, 9, 20]
             print(row(["path", "calls/s", "p50 ms", "p99 ms", "added p50"], widths))
             echo_args = {"text": "ping"}
             cases: list[tuple[str, Callable[[], Awaitable[list[float]]]]] = []
