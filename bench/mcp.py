@@ -6,9 +6,11 @@
 2. Federation: the same upstream `echo` tool called directly on the upstream, and as the gateway's
    federated `up_echo` (through `/mcp`, and through REST as well), one client: the added latency.
 
-One run, loopback only, bounded in time:
+A cell's clients run in `--client-processes` worker processes (2: one process running 8 or 32 clients is
+itself the bottleneck, see `spread_load`; 1 for the old single-process load). One run, loopback only,
+bounded in time:
 
-    .venv/bin/python bench/mcp.py [--seconds 2] [--rounds 5] [--concurrency 1 8 32]
+    .venv/bin/python bench/mcp.py [--seconds 2] [--rounds 5] [--concurrency 1 8 32] [--client-processes 2]
 """
 
 from __future__ import annotations
@@ -119,15 +121,26 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def load(
-    url: str, mode: str, concurrency: int, seconds: float, tool: str, args: dict[str, Any]
+    url: str,
+    mode: str,
+    concurrency: int,
+    seconds: float,
+    tool: str,
+    args: dict[str, Any],
+    go: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[float, list[float]]:
-    """`concurrency` SDK clients, each calling `tool` in a loop for `seconds`; (calls/s, latencies)."""
+    """`concurrency` SDK clients, each calling `tool` in a loop for `seconds`; (calls/s, latencies).
+
+    `go`, when given, is awaited after the clients have connected and warmed up, before the clock starts.
+    """
     latencies: list[float] = []
     async with contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(Client(url, mode=mode, cache=None)) for _ in range(concurrency)]
         for client in clients:  # warm up, and list once (2026-07-28 calls may name listed tools only)
             await client.list_tools()
             await client.call_tool(tool, args)
+        if go is not None:
+            await go()
         stop_at = time.perf_counter() + seconds
 
         async def worker(client: Client) -> None:
@@ -142,6 +155,61 @@ async def load(
         await asyncio.gather(*(worker(c) for c in clients))
         elapsed = time.perf_counter() - started
     return len(latencies) / elapsed, latencies
+
+
+async def spread_load(
+    url: str, mode: str, concurrency: int, seconds: float, tool: str, args: dict[str, Any], processes: int
+) -> tuple[float, list[float]]:
+    """`load` with the clients spread over `processes` worker processes that start together.
+
+    One Python process running 8 or 32 SDK clients is busy all the time (each call costs a client about as
+    much CPU as it costs a server), so it, not the server, sets the pace; with the clients in two
+    processes the two cores are shared by clients and server, and the server's cost per call shows.
+    """
+    processes = max(1, min(processes, concurrency))
+    shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--worker",
+            json.dumps({"url": url, "mode": mode, "clients": n, "seconds": seconds, "tool": tool, "args": args}),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for n in shares
+    ]
+    try:
+        for proc in workers:  # each says "ready" once its clients are connected and warm
+            assert proc.stdout is not None
+            if (await proc.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("a load worker failed to start")
+        for proc in workers:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        results = [json.loads((await proc.communicate())[0]) for proc in workers]
+    finally:
+        for proc in workers:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    latencies = [value for result in results for value in result["latencies"]]
+    return sum(result["rate"] for result in results), latencies
+
+
+async def run_worker(spec: dict[str, Any]) -> None:
+    """The `--worker` side of `spread_load`: load, gated on a `go` line, then the results as JSON."""
+    loop = asyncio.get_running_loop()
+
+    async def go() -> None:
+        print("ready", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+
+    rate, latencies = await load(
+        spec["url"], spec["mode"], spec["clients"], spec["seconds"], spec["tool"], spec["args"], go
+    )
+    print(json.dumps({"rate": rate, "latencies": latencies}), flush=True)
 
 
 async def same_answer(urls: list[str], args: dict[str, Any]) -> None:
@@ -201,7 +269,17 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per cell (noise: medians)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=2,
+        help="processes the clients of a cell are spread over (see spread_load)",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        await run_worker(json.loads(args.worker))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp) / "ws"
@@ -246,7 +324,15 @@ async def main() -> None:
                     for round_ in range(args.rounds):
                         for who in ("sdk", "gw") if round_ % 2 == 0 else ("gw", "sdk"):
                             before = cpu_seconds(pids[who])
-                            rate, lat = await load(urls[who], mode, concurrency, args.seconds, "read_file", read_args)
+                            rate, lat = await spread_load(
+                                urls[who],
+                                mode,
+                                concurrency,
+                                args.seconds,
+                                "read_file",
+                                read_args,
+                                args.client_processes,
+                            )
                             cpu[who] += cpu_seconds(pids[who]) - before
                             rates[who].append(rate)
                             lats[who].extend(lat)
