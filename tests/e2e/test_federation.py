@@ -253,6 +253,7 @@ async def test_mcp_door_lists_and_calls_upstream_tools_with_progress_and_logging
     http: aiohttp.ClientSession, federated: ServerProcess
 ) -> None:
     from mcp.client import Client
+    from mcp.shared.exceptions import MCPDeprecationWarning
 
     await federated_ready(http, federated)
     logs: list[Any] = []
@@ -272,7 +273,9 @@ async def test_mcp_door_lists_and_calls_upstream_tools_with_progress_and_logging
         assert result.content[0].text == "echo: mcp"  # type: ignore[union-attr]
         added = await client.call_tool("local_add", {"a": 1, "b": 2})
         assert added.structured_content == {"total": 3}
-        await client.session.set_logging_level("debug")
+        # logging/setLevel is the 2025-11-25 way (this client's era); the SDK flags it as gone in 2026-07-28
+        with pytest.warns(MCPDeprecationWarning):
+            await client.session.set_logging_level("debug")
         await client.call_tool("local_work", {"steps": 2}, progress_callback=on_progress)
     assert len(progress) == 2 and progress[0][0] < progress[1][0]
     assert progress[-1][0] == progress[-1][1]  # done: progress reached its total (raw or as a percentage)
