@@ -126,21 +126,16 @@ class McpHttp:
         config = door.gw.config
         self.settings = security_settings(config)
         self._security = TransportSecurityMiddleware(self.settings)
-        self.manager = SessionManager(
-            app=door.server,
-            json_response=False,
-            stateless=False,
-            security_settings=self.settings,
-            max_request_body_size=config.server.max_body_bytes,
-        )
+        # Both managers serve the same server under the same Host/Origin rules and body limit.
+        shared: dict[str, Any] = {
+            "app": door.server,
+            "stateless": False,
+            "security_settings": self.settings,
+            "max_request_body_size": config.server.max_body_bytes,
+        }
+        self.manager = SessionManager(json_response=False, **shared)
         # Serves only 2026-07-28 requests that `answers_alone` picks (never a session).
-        self.json_manager = StreamableHTTPSessionManager(
-            app=door.server,
-            json_response=True,
-            stateless=False,
-            security_settings=self.settings,
-            max_request_body_size=config.server.max_body_bytes,
-        )
+        self.json_manager = StreamableHTTPSessionManager(json_response=True, **shared)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()

@@ -50,11 +50,12 @@ def tool_output_schema(cap: Capability[Any, Any]) -> dict[str, Any] | None:
 
 _RESULT_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
 _INPUT_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
-_ANNOTATED: weakref.WeakKeyDictionary[type[BaseModel], bool] = weakref.WeakKeyDictionary()
-X_MCP_HEADER = '"x-mcp-header"'  # as a key in the schema's JSON (a false hit only costs the SDK's check)
 """Schemas per model class, computed once: pydantic builds them anew on every call, and the 2026-07-28
 transport asks for the called tool's input schema on every `tools/call` (`Mcp-Param-*` header checks).
 Weak keys: federated tools' models come and go with their upstreams."""
+_ANNOTATED: weakref.WeakKeyDictionary[type[BaseModel], bool] = weakref.WeakKeyDictionary()
+"""Per params model: whether its input schema annotates a property with `x-mcp-header`."""
+X_MCP_HEADER = '"x-mcp-header"'  # as a key in the schema's JSON (a false hit only costs the SDK's check)
 
 
 def _result_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from support.mcp_wire import HEADERS, sse_events
 from support.server import ServerProcess, make_workspace, start_gateway
 
 ERAS = {"2025-11-25": "legacy", "2026-07-28": "auto"}
@@ -180,7 +181,7 @@ async def test_unknown_tool_is_a_protocol_error(server: ServerProcess, era: str)
 
 async def test_malformed_requests_get_json_rpc_errors(server: ServerProcess) -> None:
     url = server.url + "/mcp"
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    headers = HEADERS
     modern = {**headers, "MCP-Protocol-Version": "2026-07-28"}
     async with aiohttp.ClientSession() as http:
         for sent in (headers, modern):
@@ -259,23 +260,9 @@ async def test_shutdown_ends_open_streams_and_exits_cleanly(tmp_path_factory: py
             own.proc.kill()
 
 
-async def _sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
-    """Raw SSE events ({"id", "retry", "data"} as sent), for checking the stream itself."""
-    event: dict[str, str] = {}
-    async for raw in resp.content:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if event:
-                yield event
-            event = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            event[name] = event.get(name, "") + value.removeprefix(" ")
-
-
 async def test_a_dropped_stream_resumes_with_last_event_id(server: ServerProcess) -> None:
     url = server.url + "/mcp"
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    headers = HEADERS
     initialize = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -291,13 +278,13 @@ async def test_a_dropped_stream_resumes_with_last_event_id(server: ServerProcess
     async with aiohttp.ClientSession() as http:
         async with http.post(url, json=initialize, headers=headers) as resp:
             session = {"Mcp-Session-Id": resp.headers["Mcp-Session-Id"], "MCP-Protocol-Version": "2025-11-25"}
-            assert [json.loads(e["data"])["id"] async for e in _sse(resp) if e.get("data")] == [1]
+            assert [json.loads(e["data"])["id"] async for e in sse_events(resp) if e.get("data")] == [1]
         initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         async with http.post(url, json=initialized, headers={**headers, **session}) as resp:
             assert resp.status == 202
         # The call's stream starts with a priming event (an id, no data, a retry hint); drop it after a progress.
         resp = await http.post(url, json=call, headers={**headers, **session})
-        events = _sse(resp)
+        events = sse_events(resp)
         priming = await anext(events)
         assert priming["data"] == "" and priming["id"] and priming["retry"] == "1000"
         while True:
@@ -311,7 +298,7 @@ async def test_a_dropped_stream_resumes_with_last_event_id(server: ServerProcess
         resumed = {**headers, **session, "Accept": "text/event-stream", "Last-Event-ID": last_id}
         async with http.get(url, headers=resumed) as resp:
             assert resp.status == 200
-            async for event in _sse(resp):
+            async for event in sse_events(resp):
                 message = json.loads(event["data"]) if event.get("data") else {}
                 if message.get("id") == 2:
                     assert message["result"]["structuredContent"]["total"] == FILES

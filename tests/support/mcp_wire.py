@@ -38,7 +38,7 @@ def call(request_id: int, name: str, arguments: dict[str, Any], progress_token: 
 
 
 async def sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
-    """The events of an event stream, each a dict of its fields (data lines joined)."""
+    """The events of an event stream as sent, each a dict of its fields (data lines joined; comments skipped)."""
     event: dict[str, str] = {}
     async for raw in resp.content:
         line = raw.decode().rstrip("\r\n")
@@ -46,6 +46,8 @@ async def sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, st
             if event:
                 yield event
             event = {}
+            continue
+        if line.startswith(":"):  # a comment (keep-alive ping)
             continue
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
